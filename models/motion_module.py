@@ -1,0 +1,91 @@
+"""AnimateDiff-v2 style ("Vanilla") temporal module with the official key names.
+
+Input and output are [B*F, C, H, W] with frames folded into the batch; attention runs over F.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from .attention import Attention, GEGLUFeedForward
+
+
+class PositionalEncoding(nn.Module):
+    """Sinusoidal table stored as the ``pe`` buffer [1, max_len, C] (part of the state dict)."""
+
+    def __init__(self, dim: int, max_len: int = 32):
+        super().__init__()
+        position = torch.arange(max_len).unsqueeze(1)
+        div = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+        pe = torch.zeros(1, max_len, dim)
+        pe[0, :, 0::2] = torch.sin(position * div)
+        pe[0, :, 1::2] = torch.cos(position * div)
+        self.register_buffer("pe", pe)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] > self.pe.shape[1]:
+            raise ValueError(
+                f"A context window of {x.shape[1]} frames exceeds the motion module's position table "
+                f"({self.pe.shape[1]} frames): lower context_frames."
+            )
+        return x + self.pe[:, : x.shape[1]].to(x.dtype)
+
+
+class TemporalAttention(Attention):
+    def __init__(self, dim: int, heads: int, max_len: int):
+        super().__init__(dim, heads)
+        self.pos_encoder = PositionalEncoding(dim, max_len)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        # x: [B*F, L, C] -> [B*L, F, C]; the position encoding goes into the normalised input only.
+        bf, length, c = x.shape
+        b = bf // frames
+        t = x.view(b, frames, length, c).transpose(1, 2).reshape(b * length, frames, c)
+        t = self.pos_encoder(t)
+        t = self.attend(self.to_q(t), self.to_k(t), self.to_v(t))
+        return t.view(b, length, frames, c).transpose(1, 2).reshape(bf, length, c)
+
+
+class TemporalTransformerBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, max_len: int, num_attention: int = 2):
+        super().__init__()
+        self.attention_blocks = nn.ModuleList([TemporalAttention(dim, heads, max_len) for _ in range(num_attention)])
+        self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(num_attention)])
+        self.ff = GEGLUFeedForward(dim)
+        self.ff_norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        for attention, norm in zip(self.attention_blocks, self.norms):
+            x = attention(norm(x), frames) + x
+        return self.ff(self.ff_norm(x)) + x
+
+
+class TemporalTransformer(nn.Module):
+    def __init__(self, channels: int, heads: int, max_len: int, groups: int = 32):
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, channels, eps=1e-6)
+        self.proj_in = nn.Linear(channels, channels)
+        self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(channels, heads, max_len)])
+        self.proj_out = nn.Linear(channels, channels)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        n, c, h, w = x.shape
+        y = self.proj_in(self.norm(x).permute(0, 2, 3, 1).reshape(n, h * w, c))
+        for block in self.transformer_blocks:
+            y = block(y, frames)
+        y = self.proj_out(y)
+        return y.reshape(n, h, w, c).permute(0, 3, 1, 2) + x
+
+
+class MotionModule(nn.Module):
+    """``VanillaTemporalModule``: keys ``temporal_transformer.*``; proj_out starts at zero."""
+
+    def __init__(self, channels: int, heads: int = 8, max_len: int = 32, groups: int = 32):
+        super().__init__()
+        self.temporal_transformer = TemporalTransformer(channels, heads, max_len, groups)
+        nn.init.zeros_(self.temporal_transformer.proj_out.weight)
+        nn.init.zeros_(self.temporal_transformer.proj_out.bias)
+
+    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        return self.temporal_transformer(x, frames)

@@ -1,0 +1,143 @@
+"""MIMO's denoising loop: v-prediction DDIM (zero terminal SNR, trailing spacing) over
+closed-loop context windows, classifier-free guidance with reference tokens in the conditional
+branch only."""
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from diffusers import DDIMScheduler
+
+from .attention import ReferenceContext, ReferenceKV
+from .pose_guider import PoseGuider
+from .unet import MIMOUNet
+
+SCHEDULER_CONFIG = {
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "clip_sample": False,
+    "steps_offset": 1,
+    "prediction_type": "v_prediction",
+    "rescale_betas_zero_snr": True,
+    "timestep_spacing": "trailing",
+}
+
+
+def make_scheduler() -> DDIMScheduler:
+    return DDIMScheduler(**SCHEDULER_CONFIG)
+
+
+def context_windows(frames: int, context_frames: int = 24, overlap: int = 4) -> list[list[int]]:
+    """The official 'uniform' schedule at step 0 with closed loop: windows every
+    ``context_frames - overlap`` frames, the last ones wrapping around to the start."""
+    if context_frames < 1:
+        raise ValueError("context_frames must be at least 1.")
+    if frames <= context_frames:
+        return [list(range(frames))]
+    stride = context_frames - overlap
+    if stride < 1:
+        raise ValueError(f"overlap ({overlap}) must be smaller than context_frames ({context_frames}).")
+    return [[(j + k) % frames for k in range(context_frames)] for j in range(0, frames, stride)]
+
+
+@dataclass
+class SamplerProgress:
+    step: int  # 0-based denoising step
+    steps: int
+    window: int  # 0-based window within the step
+    windows: int
+    denoised: torch.Tensor | None = None  # x0 estimate [F,4,h,w], after the step's last window
+    latents: torch.Tensor | None = None  # latents [F,4,h,w] after the step, likewise
+
+    @property
+    def done(self) -> int:
+        return self.step * self.windows + self.window + 1
+
+    @property
+    def total(self) -> int:
+        return self.steps * self.windows
+
+
+def project_reference_tokens(unet: MIMOUNet, tokens: dict[str, torch.Tensor]) -> dict[str, ReferenceKV]:
+    """Reference keys/values for every transformer block: computed once per video."""
+    blocks = unet.transformer_blocks()
+    missing = sorted(set(blocks) - set(tokens))
+    if missing:
+        raise ValueError(f"Reference tokens are missing for {len(missing)} blocks (e.g. {missing[0]}): "
+                         "the identity was encoded with a different MIMO model.")
+    device, dtype = unet.conv_in.weight.device, unet.dtype
+    with torch.no_grad():
+        return {p: blocks[p].project_reference(tokens[p].to(device), dtype) for p in blocks}
+
+
+@torch.no_grad()
+def encode_pose(pose_guider: PoseGuider, pose: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+    """pose: [F,3,H,W] in 0..1 -> pose features [F,C0,H/8,W/8] in the guider's dtype."""
+    device, dtype = pose_guider.conv_in.weight.device, pose_guider.dtype
+    return torch.cat([pose_guider(pose[i:i + chunk].to(device, dtype)) for i in range(0, pose.shape[0], chunk)])
+
+
+@torch.no_grad()
+def denoise(
+    unet: MIMOUNet,
+    reference_kv: dict[str, ReferenceKV],
+    clip_embeds: torch.Tensor,
+    pose_features: torch.Tensor,
+    scene_latents: torch.Tensor,
+    noise: torch.Tensor,
+    steps: int = 25,
+    cfg: float = 3.5,
+    context_frames: int = 24,
+    overlap: int = 4,
+    callback: Callable[[SamplerProgress], None] | None = None,
+) -> torch.Tensor:
+    """Returns the final latents [F,4,h,w] (scaled by 0.18215, float32).
+
+    clip_embeds [1,D]; pose_features [F,C0,h,w]; scene_latents [F,4,h,w] or [1,4,h,w] (static);
+    noise [F,4,h,w] (the initial latents).
+    """
+    device, dtype = unet.conv_in.weight.device, unet.dtype
+    frames = noise.shape[0]
+    if pose_features.shape[0] != frames:
+        raise ValueError(f"{pose_features.shape[0]} motion frames for {frames} latent frames.")
+    if scene_latents.shape[0] not in (1, frames):
+        raise ValueError(f"The scene has {scene_latents.shape[0]} frames but the motion has {frames}: "
+                         "give one scene frame per motion frame, or a single frame.")
+    guided = cfg > 1.0
+    cond = clip_embeds.to(device, dtype).reshape(1, 1, -1)
+    context = torch.cat([torch.zeros_like(cond), cond]) if guided else cond
+    pose_features = pose_features.to(device, dtype)
+    scene = scene_latents.to(device, dtype)
+
+    scheduler = make_scheduler()
+    scheduler.set_timesteps(steps, device=device)
+    windows = context_windows(frames, context_frames, overlap)
+    latents = noise.to(device, torch.float32) * scheduler.init_noise_sigma
+
+    for step, t in enumerate(scheduler.timesteps):
+        prediction = torch.zeros_like(latents)
+        counter = torch.zeros(frames, 1, 1, 1, device=device)
+        for w, idx in enumerate(windows):
+            index = torch.tensor(idx, device=device)
+            n = len(idx)
+            x = scheduler.scale_model_input(latents[index], t).to(dtype)
+            s = scene.expand(frames, -1, -1, -1)[index] if scene.shape[0] == 1 else scene[index]
+            x = torch.cat([x, s], dim=1)
+            p = pose_features[index]
+            if guided:
+                x, p = torch.cat([x, x]), torch.cat([p, p])
+            v = unet(x, t, context, frames=n, pose_features=p,
+                     reference=ReferenceContext(reference_kv, plain_rows=n if guided else 0)).float()
+            if guided:
+                uncond, cond_v = v.chunk(2)
+                v = uncond + cfg * (cond_v - uncond)
+            prediction.index_add_(0, index, v)
+            counter.index_add_(0, index, torch.ones(n, 1, 1, 1, device=device))
+            if callback is not None and w < len(windows) - 1:
+                callback(SamplerProgress(step, steps, w, len(windows)))
+        out = scheduler.step(prediction / counter, t, latents)
+        latents = out.prev_sample
+        if callback is not None:
+            callback(SamplerProgress(step, steps, len(windows) - 1, len(windows), out.pred_original_sample, latents))
+    return latents
