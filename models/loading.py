@@ -100,10 +100,8 @@ def load_mimo_networks(files: MIMOFiles):
     return denoiser, reference, pose_guider
 
 
-def load_mimo(files: MIMOFiles, vae=None, image_encoder=None, device="cpu", precision="fp32") -> MIMOModels:
+def load_mimo(files: MIMOFiles, vae=None, image_encoder=None, device="cpu", dtype=torch.float32) -> MIMOModels:
     """Builds every network. ``vae`` / ``image_encoder`` may be given as ready modules."""
-    device = torch.device(device)
-    dtype = pick_dtype(precision, device)
     denoiser, reference, pose_guider = load_mimo_networks(files)
     if vae is None:
         if files.vae is None:

@@ -38,11 +38,9 @@ class MIMOModels:
         return self.denoiser.conv_in.weight.device
 
     def to(self, device=None, dtype=None) -> "MIMOModels":
-        """Move every network; ``dtype`` applies to the MIMO networks (VAE and CLIP keep theirs)."""
-        for m in (self.denoiser, self.reference_unet, self.pose_guider):
+        """Move (and cast) every network, as the official pipeline runs all of them in one dtype."""
+        for m in (self.denoiser, self.reference_unet, self.pose_guider, self.vae, self.image_encoder):
             m.to(device=device, dtype=dtype)
-        for m in (self.vae, self.image_encoder):
-            m.to(device=device)
         return self
 
 

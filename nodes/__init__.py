@@ -1,8 +1,16 @@
-"""ComfyUI V3 nodes of the MIMO pack (thin wrappers over ``models/``)."""
+"""ComfyUI V3 nodes of the MIMO pack: thin wrappers over the ComfyUI-free ``models/`` library."""
 
 from comfy_api.latest import ComfyExtension, io
+
+from .encode import MIMOIdentityEncode, MIMOSceneEncode
+from .folders import register_folders
+from .loader import MIMOModelLoader
+from .sampler import MIMOSampler
+
+NODES = [MIMOModelLoader, MIMOIdentityEncode, MIMOSceneEncode, MIMOSampler]
 
 
 class MIMOExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        return []
+        register_folders()  # before the schemas list the model files
+        return NODES

@@ -42,7 +42,7 @@ def run_case(case_dir: Path) -> dict:
     data = load_file(str(case_dir / "case.safetensors"))
     torch.manual_seed(0)
     start = time.perf_counter()
-    models = loading.load_mimo(loading.MIMOFiles.official_layout(case_dir / "weights"), precision="fp32")
+    models = loading.load_mimo(loading.MIMOFiles.official_layout(case_dir / "weights"), dtype=torch.float32)
 
     width, height = case["width"], case["height"]
     reference = to_uint8(data["ref_image"][0])

@@ -1,0 +1,59 @@
+"""Synthetic media for the tiny demo and the tests (no real person, no downloads).
+
+- ``mimo_demo_reference.png``: a simple figure on a transparent background (RGBA);
+- ``mimo_demo_motion.png``: an animated PNG of a figure waving its arms, drawn with smooth
+  per-limb colours on black, the way MIMO's motion renders look.
+"""
+
+import math
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+REFERENCE_NAME = "mimo_demo_reference.png"
+MOTION_NAME = "mimo_demo_motion.png"
+
+
+def _figure(draw: ImageDraw.ImageDraw, size: int, arm_angle: float, colours: dict, width_scale: float = 1.0):
+    s = size / 64.0
+    w = max(1, int(round(5 * s * width_scale)))
+    cx, neck, hip = size / 2, 20 * s, 40 * s
+    draw.ellipse([cx - 6 * s, 6 * s, cx + 6 * s, 18 * s], fill=colours["head"])
+    draw.line([cx, neck, cx, hip], fill=colours["torso"], width=w + 2)
+    for side in (-1, 1):
+        a = math.radians(90 - arm_angle) if side > 0 else math.radians(90 + arm_angle)
+        hand = (cx + side * 16 * s * abs(math.cos(a)) * 1.2, neck + 4 * s + 16 * s * math.sin(a) * -1 + 16 * s)
+        draw.line([cx, neck + 3 * s, *hand], fill=colours["left_arm" if side < 0 else "right_arm"], width=w)
+        draw.line([cx, hip, cx + side * 8 * s, 60 * s], fill=colours["left_leg" if side < 0 else "right_leg"], width=w)
+
+
+MOTION_COLOURS = {"head": (250, 200, 120), "torso": (120, 200, 230), "left_arm": (230, 90, 140),
+                  "right_arm": (120, 230, 100), "left_leg": (180, 120, 250), "right_leg": (250, 240, 90)}
+REFERENCE_COLOURS = {"head": (230, 190, 160), "torso": (40, 70, 160), "left_arm": (230, 190, 160),
+                     "right_arm": (230, 190, 160), "left_leg": (60, 60, 70), "right_leg": (60, 60, 70)}
+
+
+def reference_image(size: int = 64) -> Image.Image:
+    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    _figure(ImageDraw.Draw(img), size, 30.0, {k: v + (255,) for k, v in REFERENCE_COLOURS.items()}, 1.6)
+    return img
+
+
+def motion_frames(frames: int = 8, size: int = 64) -> list[Image.Image]:
+    out = []
+    for i in range(frames):
+        img = Image.new("RGB", (size, size), (0, 0, 0))
+        _figure(ImageDraw.Draw(img), size, 60.0 * math.sin(2 * math.pi * i / frames), MOTION_COLOURS)
+        out.append(img)
+    return out
+
+
+def write_demo_assets(folder: str | Path, frames: int = 8, size: int = 64) -> dict[str, Path]:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ref = folder / REFERENCE_NAME
+    reference_image(size).save(ref)
+    motion = folder / MOTION_NAME
+    images = motion_frames(frames, size)
+    images[0].save(motion, save_all=True, append_images=images[1:], duration=100, loop=0)
+    return {"reference": ref, "motion": motion}

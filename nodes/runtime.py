@@ -1,0 +1,74 @@
+"""ComfyUI integration of the library models: memory management, progress, cancel, previews."""
+
+import logging
+
+import torch
+from torch import nn
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.utils
+import latent_preview
+from comfy.latent_formats import SD15
+
+from ..models.pipeline import MIMOModels
+from ..models.sampler import SamplerProgress
+
+log = logging.getLogger("MIMO")
+
+NETWORKS = ("denoiser", "reference_unet", "pose_guider", "vae", "image_encoder")
+
+
+class _Holder(nn.Module):
+    """A plain container, so ModelPatcher can set its bookkeeping attributes on any network."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+
+class MIMOHandle:
+    """The MIMO_MODEL payload: the library's networks, each behind a ComfyUI ModelPatcher so the
+    memory manager can move it to the GPU when a node needs it and evict it when others do."""
+
+    def __init__(self, models: MIMOModels, dtype: torch.dtype):
+        self.models = models
+        self.dtype = dtype
+        load, offload = mm.get_torch_device(), mm.unet_offload_device()
+        self.patchers = {
+            name: comfy.model_patcher.ModelPatcher(_Holder(getattr(models, name)), load_device=load, offload_device=offload)
+            for name in NETWORKS
+        }
+
+    def load(self, *names: str) -> MIMOModels:
+        mm.load_models_gpu([self.patchers[n] for n in names])
+        return self.models
+
+    @property
+    def device(self) -> torch.device:
+        return mm.get_torch_device()
+
+
+def compute_dtype(precision: str, pick) -> torch.dtype:
+    device = mm.get_torch_device()
+    dtype = pick(precision, device)
+    if device.type == "cpu" and dtype == torch.float16:
+        log.warning("fp16 is not supported for computing on the CPU: using fp32.")
+        dtype = torch.float32
+    return dtype
+
+
+class SamplerReporter:
+    """Progress bar per window (each update is also a cancel point) and a latent preview per step."""
+
+    def __init__(self, steps: int, windows: int):
+        self.bar = comfy.utils.ProgressBar(steps * windows)
+        self.previewer = latent_preview.get_previewer(mm.get_torch_device(), SD15())
+
+    def __call__(self, progress: SamplerProgress) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        preview = None
+        if self.previewer is not None and progress.denoised is not None:
+            x0 = progress.denoised[:1]
+            preview = self.previewer.decode_latent_to_preview_image("JPEG", x0)
+        self.bar.update_absolute(progress.done, progress.total, preview)

@@ -1,0 +1,71 @@
+"""MIMOSampler: identity + motion renders + scene -> video latents (core LATENT, decodable by VAE Decode)."""
+
+import torch
+from comfy_api.latest import io
+
+from ..models import image_ops, pipeline
+from ..models.sampler import context_windows
+from .runtime import SamplerReporter
+from .types import CATEGORY, MIMOIdentity, MIMOModel, MIMOScene
+
+
+class MIMOSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MIMOSampler",
+            display_name="MIMO Sampler",
+            category=CATEGORY,
+            description="Generates the character performing the motion over the scene: v-prediction DDIM "
+                        "(zero terminal SNR) over overlapping context windows, as the official pipeline.",
+            inputs=[
+                MIMOModel.Input("mimo_model", tooltip="From MIMO Model Loader."),
+                MIMOIdentity.Input("identity", tooltip="From MIMO Identity Encode."),
+                io.Image.Input("motion", tooltip="The motion frames: SMPL renders with MIMO's vertex colours on black "
+                                                 "(one per output frame)."),
+                MIMOScene.Input("scene", tooltip="From MIMO Scene Encode: one frame per motion frame, or one for all."),
+                io.Int.Input("width", default=784, min=64, max=2048, step=8,
+                             tooltip="Working width (multiple of 8). MIMO was trained at 784x784."),
+                io.Int.Input("height", default=784, min=64, max=2048, step=8,
+                             tooltip="Working height (multiple of 8). MIMO was trained at 784x784."),
+                io.Int.Input("seed", default=42, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Seed of the initial noise (drawn on the CPU, so the same on every GPU). "
+                                     "Ignored when a NOISE input is connected."),
+                io.Int.Input("steps", default=25, min=1, max=200, tooltip="Denoising steps (official: 25)."),
+                io.Float.Input("cfg", default=3.5, min=1.0, max=20.0, step=0.1, round=0.01,
+                               tooltip="Guidance scale (official: 3.5). 1.0 disables guidance and halves the work."),
+                io.Int.Input("context_frames", default=24, min=1, max=32,
+                             tooltip="Frames the motion module sees at once (official: 24; at most 32)."),
+                io.Int.Input("overlap", default=4, min=0, max=31,
+                             tooltip="Frames shared by neighbouring windows (official: 4); windows wrap around the end."),
+                io.Noise.Input("noise", optional=True,
+                               tooltip="Initial noise from a core noise node (e.g. RandomNoise) instead of the seed."),
+            ],
+            outputs=[io.Latent.Output(display_name="latent",
+                                      tooltip="Video latents [frames,4,H/8,W/8]; decode with the core VAE Decode.")],
+        )
+
+    @classmethod
+    def execute(cls, mimo_model, identity, motion, scene, width, height, seed, steps, cfg, context_frames,
+                overlap, noise=None) -> io.NodeOutput:
+        pipeline.check_size(width, height)
+        if overlap >= context_frames:
+            raise ValueError(f"overlap ({overlap}) must be smaller than context_frames ({context_frames}).")
+        frames = motion.shape[0]
+        needed = ["denoiser", "pose_guider"]
+        if (identity.width, identity.height) != (width, height):
+            needed += ["image_encoder", "vae", "reference_unet"]
+        elif (scene.width, scene.height) != (width, height):
+            needed.append("vae")
+        models = mimo_model.load(*needed)
+        initial = None
+        if noise is not None:
+            shape = torch.zeros(frames, 4, height // 8, width // 8)
+            initial = noise.generate_noise({"samples": shape}).float()
+        windows = len(context_windows(frames, context_frames, overlap))
+        latents = pipeline.sample(
+            models, identity, image_ops.to_uint8(motion[..., :3]), scene, width, height, steps=steps, cfg=cfg,
+            context_frames=context_frames, overlap=overlap, seed=seed, noise=initial,
+            callback=SamplerReporter(steps, windows),
+        )
+        return io.NodeOutput({"samples": latents / pipeline.LATENT_SCALE})
