@@ -57,6 +57,13 @@ class MIMOModelLoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, denoising_unet, reference_unet, pose_guider, motion_module, vae_name,
+                        image_encoder_name) -> bool:
+        # Naming the file inputs here skips ComfyUI's "value not in list" check: a missing file is
+        # reported at run time with the folders searched, which says more.
+        return True
+
+    @classmethod
     def execute(cls, denoising_unet, reference_unet, pose_guider, motion_module, vae_name, image_encoder_name,
                 precision, vae=None, clip_vision=None) -> io.NodeOutput:
         files = MIMOFiles(

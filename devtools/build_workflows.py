@@ -1,0 +1,92 @@
+"""Regenerate the shipped workflows in ``workflows/`` from their descriptions here.
+
+    python -m devtools.build_workflows
+
+Starts the pinned ComfyUI with this pack and tiny weights (for the widget layout and the file
+names), then writes each workflow in the frontend's format.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from .comfy_host import ComfyServer, provision_comfyui
+from .demo_assets import MOTION_NAME, REFERENCE_NAME
+from .run_demo import load_pack
+from .workflow_builder import WorkflowBuilder
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = REPO_ROOT / "workflows"
+
+DEMO_NOTE = """## MIMO tiny demo
+Runs anywhere (CPU included) in seconds with **tiny random weights**: the output is noise-like,
+the point is that every stage runs. Create them with `python -m devtools.run_demo` (it also runs
+this workflow) or call `models.tiny.write_tiny_weights(ComfyUI/models)`:
+
+- `models/mimo/tiny/denoising_unet.pth`, `reference_unet.pth`, `pose_guider.pth`, `motion_module.pth`
+- `models/vae/mimo-tiny-vae.safetensors`
+- `models/clip_vision/mimo-tiny-image-encoder.safetensors` (+ `.json`)
+- `input/mimo_demo_reference.png` (character on transparent background), `input/mimo_demo_motion.png`
+  (animated PNG of motion renders), from `devtools/demo_assets.py`.
+
+For the real model put the released files in `models/mimo`, `sd-vae-ft-mse` in `models/vae` and the
+sd-image-variations image encoder in `models/clip_vision`, and use 784x784 with 25 steps."""
+
+
+def demo_tiny(b: WorkflowBuilder) -> dict:
+    size = dict(width=64, height=64)
+    vae = b.add("VAELoader", (0, 0), size=(320, 60), vae_name="mimo-tiny-vae.safetensors")
+    loader = b.add("MIMOModelLoader", (0, 120), size=(360, 260),
+                   denoising_unet="tiny/denoising_unet.pth", reference_unet="tiny/reference_unet.pth",
+                   pose_guider="tiny/pose_guider.pth", motion_module="tiny/motion_module.pth",
+                   vae_name="none", image_encoder_name="mimo-tiny-image-encoder.safetensors", precision="auto")
+    b.connect(vae, 0, loader, "vae")
+    ref = b.add("LoadImage", (0, 420), size=(320, 320), title="Character", image=REFERENCE_NAME)
+    matte = b.add("InvertMask", (360, 640), size=(200, 30), title="Alpha -> matte")
+    b.connect(ref, "MASK", matte, "mask")
+    identity = b.add("MIMOIdentityEncode", (420, 120), size=(320, 150), **size)
+    b.connect(loader, 0, identity, "mimo_model")
+    b.connect(ref, "IMAGE", identity, "reference")
+    b.connect(matte, 0, identity, "mask")
+    scene = b.add("MIMOSceneEncode", (420, 320), size=(320, 110), **size)
+    b.connect(loader, 0, scene, "mimo_model")
+    motion = b.add("LoadImage", (420, 480), size=(320, 320), title="Motion renders", image=MOTION_NAME)
+    sampler = b.add("MIMOSampler", (800, 120), size=(320, 330), **size, seed=42, steps=4, cfg=3.5,
+                    context_frames=24, overlap=4)
+    b.connect(loader, 0, sampler, "mimo_model")
+    b.connect(identity, "identity", sampler, "identity")
+    b.connect(motion, "IMAGE", sampler, "motion")
+    b.connect(scene, 0, sampler, "scene")
+    decode = b.add("VAEDecode", (1160, 120), size=(200, 50))
+    b.connect(sampler, 0, decode, "samples")
+    b.connect(vae, 0, decode, "vae")
+    video = b.add("CreateVideo", (1160, 220), size=(240, 80), fps=8)
+    b.connect(decode, 0, video, "images")
+    save = b.add("SaveVideo", (1440, 120), size=(360, 360), filename_prefix="mimo/demo_tiny")
+    b.connect(video, 0, save, "video")
+    preview = b.add("PreviewImage", (800, 500), size=(240, 260), title="Prepared reference")
+    b.connect(identity, "prepared_reference", preview, "images")
+    b.note(DEMO_NOTE, (1160, 520), size=(560, 380))
+    return b.build()
+
+
+BUILDERS = {"mimo_demo_tiny.json": demo_tiny}
+
+
+def main() -> None:
+    pack = load_pack()
+    tiny = __import__(f"{pack.__name__}.models.tiny", fromlist=["write_tiny_weights"])
+    with tempfile.TemporaryDirectory() as tmp:
+        models = Path(tmp) / "models"
+        tiny.write_tiny_weights(models)
+        with ComfyServer(provision_comfyui(), REPO_ROOT, models_dir=models, run_dir=Path(tmp) / "run") as server:
+            info = server.object_info()
+            for name, build in BUILDERS.items():
+                (WORKFLOWS / name).write_text(json.dumps(build(WorkflowBuilder(info)), indent=1) + "\n")
+                print(WORKFLOWS / name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""The MIMO nodes inside a real ComfyUI 0.3.75: the shipped demo workflow, errors, cancel."""
+
+import json
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from mimo_pack.devtools.demo_assets import write_demo_assets
+from mimo_pack.devtools.workflow_to_api import to_api
+
+pytestmark = pytest.mark.comfy
+WORKFLOWS = Path(__file__).resolve().parents[1] / "workflows"
+DEMO = WORKFLOWS / "mimo_demo_tiny.json"
+
+
+@pytest.fixture(scope="module")
+def server(comfy_server):
+    write_demo_assets(comfy_server.input_dir)
+    return comfy_server
+
+
+def demo_prompt(server, **sampler):
+    prompt = to_api(json.loads(DEMO.read_text()), server.object_info())
+    node = next(n for n in prompt.values() if n["class_type"] == "MIMOSampler")
+    node["inputs"].update(sampler)
+    return prompt
+
+
+def video_frames(path: Path) -> list:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def test_pack_nodes_are_registered(server):
+    info = server.object_info()
+    for node in ("MIMOModelLoader", "MIMOIdentityEncode", "MIMOSceneEncode", "MIMOSampler"):
+        assert node in info, node
+        for name, spec in {**info[node]["input"]["required"], **info[node]["input"].get("optional", {})}.items():
+            assert spec[1].get("tooltip"), f"{node}.{name} has no tooltip"
+    assert "tiny/denoising_unet.pth" in info["MIMOModelLoader"]["input"]["required"]["denoising_unet"][1]["options"]
+
+
+def test_demo_workflow_runs_to_a_video(server):
+    result = server.run(demo_prompt(server), timeout=600, check=True)
+    videos = [f for f in server.output_files(result) if f.suffix == ".mp4"]
+    assert len(videos) == 1
+    frames = video_frames(videos[0])
+    assert len(frames) == 8 and frames[0].shape == (64, 64, 3)
+    assert max(f.std() for f in frames) > 1.0  # not a blank video
+
+
+def test_missing_checkpoint_is_named_and_server_survives(server):
+    prompt = demo_prompt(server)
+    loader = next(n for n in prompt.values() if n["class_type"] == "MIMOModelLoader")
+    loader["inputs"]["reference_unet"] = "nowhere/reference_unet.pth"
+    result = server.run(prompt, timeout=300)
+    assert not result.ok
+    message = result.error["exception_message"]
+    assert "nowhere/reference_unet.pth" in message and str(Path(server.models_dir) / "mimo") in message
+    assert result.error["node_type"] == "MIMOModelLoader"
+    again = server.run(demo_prompt(server, seed=7), timeout=600)
+    assert again.ok, again.error
+
+
+def test_cancel_stops_the_sampler(server):
+    prompt_id = server.queue(demo_prompt(server, steps=200, seed=11))
+    time.sleep(4)
+    server.interrupt()
+    start = time.monotonic()
+    entry = server.wait(prompt_id, timeout=120)
+    assert time.monotonic() - start < 60
+    kinds = [m[0] for m in entry["status"]["messages"]]
+    assert "execution_interrupted" in kinds, kinds
