@@ -11,10 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from .pose_guider import PoseGuider
 from .unet import MIMOUNet, UNetConfig
+from .weights import CheckpointError, read_state_dict
 
 log = logging.getLogger("MIMO")
 
@@ -25,29 +25,6 @@ MIMO_FILES = {
     "motion_module": "motion_module.pth",
 }
 COMBINED_PREFIXES = tuple(f"{k}." for k in MIMO_FILES)
-
-
-class CheckpointError(ValueError):
-    """A model file that cannot be used where it was given; the message says what to do."""
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Model file not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            sd = load_file(str(path))
-        else:
-            sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt file, pickle with code, truncated download ...
-        raise CheckpointError(f"Could not read {path.name} ({path}): {e}. Re-download the file.") from e
-    for wrapper in ("state_dict", "module", "model"):
-        if isinstance(sd, dict) and wrapper in sd and isinstance(sd[wrapper], dict) and len(sd) <= 3:
-            sd = sd[wrapper]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(f"{path.name} ({path}) is not a tensor state dict.")
-    return sd
 
 
 def classify(sd: dict[str, torch.Tensor]) -> str:

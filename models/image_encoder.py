@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from .vae import read_weights
+from .weights import read_state_dict
 
 log = logging.getLogger("MIMO")
 
@@ -140,10 +140,10 @@ def load_image_encoder(path) -> CLIPVisionModelWithProjection:
         files = [path / f for f in _FOLDER_WEIGHTS if (path / f).is_file()]
         if not files:
             raise FileNotFoundError(f"no model.safetensors / pytorch_model.bin in the image encoder folder {path}")
-        sd = to_transformers_keys(read_weights(files[0]), str(files[0]))
+        sd = to_transformers_keys(read_state_dict(files[0]), str(files[0]))
         side = _side_config(files[0], int(sd[_PATCH].shape[0]))
         return image_encoder_from_state_dict(sd, infer_clip_vision_config(sd, side, str(files[0])), str(files[0]))
-    sd = to_transformers_keys(read_weights(path), str(path))
+    sd = to_transformers_keys(read_state_dict(path), str(path))
     side = _side_config(path, int(sd[_PATCH].shape[0]))
     return image_encoder_from_state_dict(sd, infer_clip_vision_config(sd, side, str(path)), str(path))
 

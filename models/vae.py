@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
-from safetensors.torch import load_file
+from .weights import read_state_dict
 
 log = logging.getLogger("MIMO")
 
@@ -27,22 +27,6 @@ _EXPECTED = (
 )
 # diffusers < 0.14 attention names -> current ones
 _OLD_ATTN = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
-
-
-def read_weights(path) -> dict:
-    """A tensor dict from .safetensors or a torch pickle (``weights_only=True``), unwrapping ``state_dict``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
-    if path.suffix.lower() == ".safetensors":
-        sd = load_file(str(path))
-    else:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True)
-    while isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
-        sd = sd["state_dict"]
-    if not isinstance(sd, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(sd).__name__})")
-    return {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
 
 
 def _describe(sd: dict) -> str:
@@ -160,7 +144,7 @@ def load_vae(path) -> AutoencoderKL:
         files = [path / f for f in _FOLDER_WEIGHTS if (path / f).is_file()]
         if not files:
             raise FileNotFoundError(f"no diffusion_pytorch_model.safetensors/.bin in the VAE folder {path}")
-        sd = to_diffusers_keys(read_weights(files[0]), str(files[0]))
+        sd = to_diffusers_keys(read_state_dict(files[0]), str(files[0]))
         config = None
         if (path / "config.json").is_file():
             config = json.loads((path / "config.json").read_text())
@@ -169,7 +153,7 @@ def load_vae(path) -> AutoencoderKL:
         return _build(sd, config or _infer(sd, str(files[0])), str(files[0]))
     if path.suffix.lower() not in WEIGHT_SUFFIXES:
         raise ValueError(f"{path}: expected a diffusers VAE folder or a {'/'.join(WEIGHT_SUFFIXES)} file")
-    return vae_from_state_dict(read_weights(path), str(path))
+    return vae_from_state_dict(read_state_dict(path), str(path))
 
 
 def _device_dtype(module: torch.nn.Module):

@@ -1,7 +1,6 @@
 """VAE loading in every supported layout, and the official encode / decode conventions."""
 
 import os
-import pickle
 import re
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from diffusers.image_processor import VaeImageProcessor
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from mimo_pack.models.weights import CheckpointError
 from mimo_pack.models import image_ops, vae as V
 
 PARITY = Path(os.environ.get("MIMO_PARITY_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "parity"))
@@ -156,7 +156,7 @@ class _Payload:
 
 def test_pickles_with_code_are_refused(tmp_path):
     torch.save({"state_dict": {"x": _Payload()}}, tmp_path / "evil.pt")
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="Weights only load failed"):
         V.load_vae(tmp_path / "evil.pt")
 
 
