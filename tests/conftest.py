@@ -8,3 +8,65 @@ _spec = importlib.util.spec_from_file_location("_mimo_packload", Path(__file__).
 packload = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(packload)
 packload.load_pack()
+
+
+# ----------------------------------------------------------------------------- real ComfyUI
+# Fixtures for tests marked ``@pytest.mark.comfy`` (ComfyUI 0.3.75 is provisioned on first use
+# into $MIMO_COMFYUI_HOME or ~/.cache/mimo-comfyui/0.3.75; deselect with ``-m "not comfy"``).
+#
+#   comfy_models_dir        session dir mapped into ComfyUI: each subfolder <key>/ is the model
+#                           folder key (mimo/, vae/, clip_vision/, ... exist from the start).
+#   comfy_models_populated  hook run BEFORE the server starts: write model files here (replace
+#                           or extend this fixture). Files added later into an existing key
+#                           folder are still seen (ComfyUI rescans), new keys are not.
+#   comfy_server            the running devtools.comfy_host.ComfyServer (one per session).
+#   comfy_run_workflow      run(workflow: dict | path, timeout=300, check=True) -> Result with
+#                           .ok, .status, .error, .outputs, .files (UI workflow -> to_api -> run).
+
+import json  # noqa: E402
+
+import pytest  # noqa: E402
+
+from mimo_pack.devtools import comfy_host, workflow_to_api  # noqa: E402
+
+REPO_ROOT = packload.REPO_ROOT
+# node ids that must be in /object_info for the server to count as started
+COMFY_EXPECTED_NODES = ("MIMOModelLoader", "MIMOIdentityEncode", "MIMOSceneEncode", "MIMOSampler")
+
+
+@pytest.fixture(scope="session")
+def comfy_models_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("comfy_models")
+    for key in comfy_host.MODEL_KEYS:
+        (root / key).mkdir()
+    return root
+
+
+@pytest.fixture(scope="session")
+def comfy_models_populated(comfy_models_dir):
+    """Hook: the tiny MIMO weights (models/tiny.py) in models/mimo, vae, clip_vision."""
+    from mimo_pack.models import tiny
+
+    tiny.write_tiny_weights(comfy_models_dir)
+    return comfy_models_dir
+
+
+@pytest.fixture(scope="session")
+def comfy_server(comfy_models_populated, tmp_path_factory):
+    comfy_dir = comfy_host.provision_comfyui()
+    server = comfy_host.ComfyServer(comfy_dir, REPO_ROOT, models_dir=comfy_models_populated,
+                                    run_dir=tmp_path_factory.mktemp("comfy_run"),
+                                    expected_nodes=COMFY_EXPECTED_NODES)
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def comfy_run_workflow(comfy_server):
+    def run(workflow, timeout: float = 300.0, check: bool = True):
+        if not isinstance(workflow, dict):
+            workflow = json.loads(Path(workflow).read_text())
+        prompt = workflow_to_api.to_api(workflow, comfy_server.object_info())
+        return comfy_server.run(prompt, timeout=timeout, check=check)
+
+    return run

@@ -15,7 +15,10 @@ from safetensors.torch import load_file
 from mimo_pack.models import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
-PARITY_DIR = Path(os.environ.get("MIMO_PARITY_DIR", REPO.parent / "shared" / "parity"))
+# $MIMO_PARITY_DIR, else ../shared/parity beside the clone (CI), else this machine's /work/shared.
+_CANDIDATES = [Path(os.environ["MIMO_PARITY_DIR"])] if os.environ.get("MIMO_PARITY_DIR") else [
+    REPO.parent / "shared" / "parity", Path("/work/shared/parity")]
+PARITY_DIR = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0])
 CASES = sorted(p for p in PARITY_DIR.glob("*") if (p / "case.json").is_file()) if PARITY_DIR.is_dir() else []
 
 _spec = importlib.util.spec_from_file_location("mimo_parity_tool", REPO / "tests" / "tools" / "parity.py",
@@ -29,7 +32,7 @@ def _tool():
 
 
 def test_parity_cases_exist():
-    assert CASES, f"No parity cases under {PARITY_DIR} (set MIMO_PARITY_DIR)."
+    assert CASES, f"No parity cases in {[str(p) for p in _CANDIDATES]} (set MIMO_PARITY_DIR)."
 
 
 @pytest.mark.parity

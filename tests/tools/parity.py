@@ -18,10 +18,17 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-try:
-    from packload import load_pack  # run as a script: tests/tools is on sys.path
-except ImportError:  # imported by pytest (importlib mode)
-    from .packload import load_pack
+
+
+def load_pack():
+    """The repository as a package (tests/tools/packload.py), however this file was loaded."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_mimo_packload", Path(__file__).with_name("packload.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.load_pack()
+
 
 MAX_ABS, MEAN_ABS = 1e-3, 5e-5
 
