@@ -37,7 +37,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images * 255).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def run_case(case_dir: Path) -> dict:
+def run_case(case_dir: Path, dtype: torch.dtype = torch.float32) -> dict:
     pack = load_pack()
     from importlib import import_module
 
@@ -49,7 +49,7 @@ def run_case(case_dir: Path) -> dict:
     data = load_file(str(case_dir / "case.safetensors"))
     torch.manual_seed(0)
     start = time.perf_counter()
-    models = loading.load_mimo(loading.MIMOFiles.official_layout(case_dir / "weights"), dtype=torch.float32)
+    models = loading.load_mimo(loading.MIMOFiles.official_layout(case_dir / "weights"), dtype=dtype)
 
     width, height = case["width"], case["height"]
     reference = to_uint8(data["ref_image"][0])
