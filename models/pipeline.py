@@ -40,7 +40,9 @@ class MIMOModels:
     def to(self, device=None, dtype=None) -> "MIMOModels":
         """Move (and cast) every network, as the official pipeline runs all of them in one dtype."""
         for m in (self.denoiser, self.reference_unet, self.pose_guider, self.vae, self.image_encoder):
-            m.to(device=device, dtype=dtype)
+            m.to(device=device)
+            if dtype is not None and next(m.parameters()).dtype != dtype:
+                m.to(dtype=dtype)
         return self
 
 

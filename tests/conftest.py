@@ -54,7 +54,9 @@ def comfy_models_populated(comfy_models_dir):
 @pytest.fixture(scope="session")
 def comfy_server(comfy_models_populated, tmp_path_factory):
     comfy_dir = comfy_host.provision_comfyui()
+    # Latent previews on, so the samplers' preview path runs in the tests too.
     server = comfy_host.ComfyServer(comfy_dir, REPO_ROOT, models_dir=comfy_models_populated,
+                                    extra_args=("--preview-method", "latent2rgb"),
                                     run_dir=tmp_path_factory.mktemp("comfy_run"),
                                     expected_nodes=COMFY_EXPECTED_NODES)
     with server:

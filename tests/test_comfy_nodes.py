@@ -64,6 +64,20 @@ def test_missing_checkpoint_is_named_and_server_survives(server):
     assert again.ok, again.error
 
 
+def test_core_noise_input_replaces_the_seed(server):
+    def run(noise_seed, seed):
+        prompt = demo_prompt(server, seed=seed)
+        prompt["noise"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": noise_seed}}
+        sampler = next(n for n in prompt.values() if n["class_type"] == "MIMOSampler")
+        sampler["inputs"]["noise"] = ["noise", 0]
+        result = server.run(prompt, timeout=600, check=True)
+        return video_frames(next(f for f in server.output_files(result) if f.suffix == ".mp4"))
+
+    a, b, c = run(3, 100), run(3, 200), run(4, 100)
+    assert all((x == y).all() for x, y in zip(a, b))  # the seed widget is ignored
+    assert any((x != z).any() for x, z in zip(a, c))
+
+
 def test_cancel_stops_the_sampler(server):
     prompt_id = server.queue(demo_prompt(server, steps=200, seed=11))
     time.sleep(4)
