@@ -7,3 +7,6 @@ MIMOIdentity = io.Custom("MIMO_IDENTITY")
 MIMOScene = io.Custom("MIMO_SCENE")
 
 CATEGORY = "MIMO"
+MIMOBody = io.Custom("MIMO_BODY")
+MIMOMotion = io.Custom("MIMO_MOTION")
+MIMOMotionCodes = io.Custom("MIMO_MOTION_CODES")
