@@ -2,12 +2,13 @@
 
 from comfy_api.latest import ComfyExtension, io
 
+from .body import MIMOBodyModelLoader
 from .encode import MIMOIdentityEncode, MIMOSceneEncode
 from .folders import register_folders
 from .loader import MIMOModelLoader
 from .sampler import MIMOSampler
 
-NODES = [MIMOModelLoader, MIMOIdentityEncode, MIMOSceneEncode, MIMOSampler]
+NODES = [MIMOModelLoader, MIMOIdentityEncode, MIMOSceneEncode, MIMOSampler, MIMOBodyModelLoader]
 
 
 class MIMOExtension(ComfyExtension):

@@ -5,7 +5,7 @@ import os
 import folder_paths
 
 MODEL_EXTENSIONS = {".pth", ".pt", ".safetensors", ".bin", ".ckpt"}
-PACK_FOLDERS = {"mimo": MODEL_EXTENSIONS}
+PACK_FOLDERS = {"mimo": MODEL_EXTENSIONS, "smpl": {".pkl", ".npz"}}
 NONE = "none"
 
 
