@@ -6,9 +6,11 @@ from .body import MIMOBodyModelLoader
 from .encode import MIMOIdentityEncode, MIMOSceneEncode
 from .folders import register_folders
 from .loader import MIMOModelLoader
+from .motion import MIMOLoadAMASS, MIMOLoadMixamo
 from .sampler import MIMOSampler
 
-NODES = [MIMOModelLoader, MIMOIdentityEncode, MIMOSceneEncode, MIMOSampler, MIMOBodyModelLoader]
+NODES = [MIMOModelLoader, MIMOIdentityEncode, MIMOSceneEncode, MIMOSampler, MIMOBodyModelLoader,
+         MIMOLoadAMASS, MIMOLoadMixamo]
 
 
 class MIMOExtension(ComfyExtension):

@@ -1,0 +1,206 @@
+"""MIMOLoadAMASS and MIMOLoadMixamo: motion files from ComfyUI's input folder → MIMO_MOTION.
+
+No upload button: ComfyUI 0.3.75's frontend only uploads images, videos and audio (the backend's
+'file_upload' flag is handled by Load 3D's own widget only), so motion files are copied into
+ComfyUI/input (subfolders are fine) and the list is refreshed with R."""
+
+import logging
+import os
+
+import folder_paths
+import numpy as np
+import torch
+from comfy_api.latest import io
+
+from ..models.body.skeleton import SKELETONS, SMPLH_JOINTS, SMPLH_PARENTS
+from ..models.motion import load_amass, load_bvh, load_fbx, retarget, smplh_neutral_rest_joints
+from .types import CATEGORY, MIMOBody, MIMOMotion
+
+log = logging.getLogger("MIMO")
+
+AMASS_EXTS = (".npz",)
+MIXAMO_EXTS = (".fbx", ".bvh")
+
+
+def input_files(exts: tuple, skip=lambda name: False) -> list[str]:
+    """Files under ComfyUI's input folder with these extensions, as 'sub/dir/name.ext'."""
+    root = folder_paths.get_input_directory()
+    out, seen = [], set()
+    for folder, dirs, files in os.walk(root, followlinks=True):  # linked dataset folders are fine
+        real = os.path.realpath(folder)
+        if real in seen:  # a link cycle
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in files:
+            if f.lower().endswith(exts) and not skip(f):
+                out.append(os.path.relpath(os.path.join(folder, f), root).replace(os.sep, "/"))
+    return sorted(out)
+
+
+def _is_shape_file(name: str) -> bool:
+    return name == "shape.npz" or name.endswith("_stagei.npz")
+
+
+def _path(file: str) -> str:
+    if ".." in file.replace("\\", "/").split("/"):
+        raise ValueError(f"'{file}': motion files are read from ComfyUI's input folder only (no '..').")
+    return folder_paths.get_annotated_filepath(file)
+
+
+def _missing(file: str, what: str) -> str:
+    return (f"{what} file '{file}' was not found in ComfyUI's input folder ({folder_paths.get_input_directory()}). "
+            "Copy it there (subfolders are fine) and press R in ComfyUI to refresh the list.")
+
+
+def _check_file(file: str, what: str, exts: tuple):
+    if not file:
+        return f"No {what} file chosen: copy one into ComfyUI's input folder ({folder_paths.get_input_directory()}) " \
+               "and press R to refresh."
+    if not file.lower().endswith(exts):
+        return f"'{file}' is not a {what} file (expected {' or '.join(exts)})."
+    if ".." in file.replace("\\", "/").split("/"):
+        return f"'{file}': motion files are read from ComfyUI's input folder only (no '..')."
+    if not folder_paths.exists_annotated_filepath(file):
+        return _missing(file, what)
+    return True
+
+
+def _fingerprint(file: str):
+    try:
+        return os.path.getmtime(_path(file))
+    except (OSError, ValueError):
+        return float("nan")  # re-run, so the error shows
+
+
+def clip_inputs(what: str) -> list:
+    return [
+        io.Float.Input("fps", default=30.0, min=0.0, max=240.0, step=1.0, round=0.001,
+                       tooltip=f"Frame rate of the output motion; the {what} is resampled (rotations slerped, "
+                               "translation interpolated). MIMO works at 30. 0 keeps the file's own rate."),
+        io.Int.Input("start_frame", default=0, min=0, max=1_000_000,
+                     tooltip="First frame to keep, counted at the output fps."),
+        io.Int.Input("max_frames", default=0, min=0, max=1_000_000,
+                     tooltip="How many frames to keep from start_frame (at the output fps). 0 keeps all."),
+    ]
+
+
+def clip_outputs() -> list:
+    return [
+        MIMOMotion.Output(display_name="motion", tooltip="The motion (SMPL-family pose parameters per frame)."),
+        io.Float.Output(display_name="fps", tooltip="The motion's frame rate (for video nodes)."),
+        io.Int.Output(display_name="frames", tooltip="Number of frames in the motion."),
+    ]
+
+
+def finish(motion, fps: float, start_frame: int, max_frames: int, file: str) -> io.NodeOutput:
+    if fps > 0:
+        motion = motion.resample(fps)
+    if start_frame >= motion.frames:
+        raise ValueError(f"start_frame {start_frame} is past the end of '{file}': it has {motion.frames} frames at "
+                         f"{motion.fps:g} fps. Use a start_frame below {motion.frames}.")
+    end = motion.frames if max_frames <= 0 else min(motion.frames, start_frame + max_frames)
+    motion = motion.trim(start_frame, end)
+    log.info("Motion '%s': %d frames at %g fps.", file, motion.frames, motion.fps)
+    return io.NodeOutput(motion, motion.fps, motion.frames)
+
+
+def _rest_joints(body, betas=None) -> np.ndarray:
+    b = None if betas is None else torch.as_tensor(np.asarray(betas), dtype=torch.float32)
+    return body.rest_joints(b).detach().cpu().double().numpy()
+
+
+class MIMOLoadAMASS(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MIMOLoadAMASS",
+            display_name="MIMO Load AMASS Motion",
+            category=CATEGORY,
+            description="Loads an AMASS motion (.npz: SMPL+H G '*_poses.npz' or SMPL-X '*_stageii.npz') from "
+                        "ComfyUI's input folder, turns it from AMASS's Z-up world to the pack's Y-up world, "
+                        "resamples and trims it.",
+            inputs=[
+                io.Combo.Input("file", options=input_files(AMASS_EXTS, _is_shape_file),
+                               tooltip="An AMASS motion file in ComfyUI/input (subfolders are fine; press R after "
+                                       "copying files there; there is no upload button for .npz). Shape-only files "
+                                       "(shape.npz, *_stagei.npz) are not motions and are not listed. AMASS data "
+                                       "is non-commercial and registration-only: use your own download."),
+                *clip_inputs("clip"),
+                MIMOBody.Input("body", optional=True,
+                               tooltip="The body the motion will drive. Connected: its rest pelvis for the motion's "
+                                       "shape is used to turn Z-up into Y-up exactly. Unconnected: a typical SMPL-H "
+                                       "pelvis (the clip may then sit ~1 cm off, as a whole)."),
+            ],
+            outputs=clip_outputs(),
+        )
+
+    @classmethod
+    def validate_inputs(cls, file):
+        return _check_file(file, "AMASS motion", AMASS_EXTS)
+
+    @classmethod
+    def fingerprint_inputs(cls, file, **kwargs):
+        return _fingerprint(file)
+
+    @classmethod
+    def execute(cls, file, fps, start_frame, max_frames, body=None) -> io.NodeOutput:
+        path = _path(file)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(_missing(file, "AMASS motion"))
+        pelvis = None if body is None else (lambda betas: _rest_joints(body, betas)[0])
+        return finish(load_amass(path, rest_pelvis=pelvis), fps, start_frame, max_frames, file)
+
+
+class MIMOLoadMixamo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MIMOLoadMixamo",
+            display_name="MIMO Load Mixamo Motion",
+            category=CATEGORY,
+            description="Loads a Mixamo animation (FBX, binary or ASCII, or BVH) from ComfyUI's input folder and "
+                        "retargets it onto the SMPL skeleton (world-space rotation change from the rig's rest "
+                        "pose; steps scaled by leg length; feet on the floor at y = 0).",
+            inputs=[
+                io.Combo.Input("file", options=input_files(MIXAMO_EXTS),
+                               tooltip="A Mixamo-rigged .fbx or .bvh in ComfyUI/input (subfolders are fine; press R "
+                                       "after copying files there; there is no upload button for these). Bone names "
+                                       "like mixamorig:Hips / LeftUpLeg; fingers are used when present. FBX needs the "
+                                       "'ufbx' package (pip install ufbx==0.0.5)."),
+                *clip_inputs("animation"),
+                MIMOBody.Input("body", optional=True,
+                               tooltip="The body the motion will drive: its rest skeleton is the retargeting target. "
+                                       "Unconnected: approximate SMPL-H neutral rest joints (built in)."),
+            ],
+            outputs=clip_outputs(),
+        )
+
+    @classmethod
+    def validate_inputs(cls, file):
+        return _check_file(file, "Mixamo FBX/BVH", MIXAMO_EXTS)
+
+    @classmethod
+    def fingerprint_inputs(cls, file, **kwargs):
+        return _fingerprint(file)
+
+    @classmethod
+    def execute(cls, file, fps, start_frame, max_frames, body=None) -> io.NodeOutput:
+        path = _path(file)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(_missing(file, "Mixamo FBX/BVH"))
+        anim = load_bvh(path) if path.lower().endswith(".bvh") else load_fbx(path)
+        if body is None:
+            rest, parents, names = smplh_neutral_rest_joints(), SMPLH_PARENTS, SMPLH_JOINTS
+        else:
+            rest = _rest_joints(body)
+            parents = getattr(body, "parents", None)
+            names = getattr(body, "joint_names", None)
+            if parents is None or names is None:
+                names, parents = next((v for v in SKELETONS.values() if len(v[1]) == len(rest)), (None, None))
+            if parents is None:
+                raise ValueError(f"The connected body has {len(rest)} joints; retargeting needs an SMPL-family "
+                                 "skeleton (24, 52 or 55 joints).")
+        motion = retarget(anim, rest, parents, target_names=names)
+        return finish(motion, fps, start_frame, max_frames, file)
