@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from .comfy_host import ComfyServer, provision_comfyui
-from .demo_assets import MOTION_NAME, REFERENCE_NAME
+from .demo_assets import AMASS_NAME, MOTION_NAME, REFERENCE_NAME
 from .run_demo import load_pack
 from .workflow_builder import WorkflowBuilder
 
@@ -35,8 +35,22 @@ For the real model put the released files in `models/mimo`, `sd-vae-ft-mse` in `
 sd-image-variations image encoder in `models/clip_vision`, and use 784x784 with 25 steps."""
 
 
-def demo_tiny(b: WorkflowBuilder) -> dict:
-    size = dict(width=64, height=64)
+AMASS_NOTE = """## MIMO: character + AMASS motion (tiny demo weights)
+An AMASS motion drives MIMO's body, which is rasterized to the motion frames the sampler takes.
+
+- AMASS `.npz` motions (`*_poses.npz` SMPL+H G or `*_stageii.npz` SMPL-X) go in `ComfyUI/input`
+  (subfolders are fine; press R to refresh). AMASS is non-commercial and registration-only: it is
+  never shipped. `mimo_demo_walk_poses.npz` is a synthetic stand-in from `devtools/demo_assets.py`.
+- Body: the built-in demo body runs anywhere; SMPL/SMPL-H/SMPL-X files (non-commercial, from their
+  authors' sites) go in `ComfyUI/models/smpl`.
+- Palette: the official `sdc_info.npy` (in `models/mimo`) is what the released pose guider was
+  trained on; without it the default colours are used.
+- Swap the tiny models for the released ones (see the tiny demo's note) and use 784x784, 25 steps."""
+
+
+def _generation(b: WorkflowBuilder, motion_source, size: dict, frames_fps: int = 8):
+    """Tiny models, character, white scene, sampler, decode and save; ``motion_source(b, x)`` adds
+    the nodes that make the motion frames at column x and returns (node, output slot)."""
     vae = b.add("VAELoader", (0, 0), size=(320, 60), vae_name="mimo-tiny-vae.safetensors")
     loader = b.add("MIMOModelLoader", (0, 120), size=(360, 260),
                    denoising_unet="tiny/denoising_unet.pth", reference_unet="tiny/reference_unet.pth",
@@ -52,27 +66,51 @@ def demo_tiny(b: WorkflowBuilder) -> dict:
     b.connect(matte, 0, identity, "mask")
     scene = b.add("MIMOSceneEncode", (420, 320), size=(320, 110), **size)
     b.connect(loader, 0, scene, "mimo_model")
-    motion = b.add("LoadImage", (420, 480), size=(320, 320), title="Motion renders", image=MOTION_NAME)
+    motion, slot = motion_source(b, 420)
     sampler = b.add("MIMOSampler", (800, 120), size=(320, 330), **size, seed=42, steps=4, cfg=3.5,
                     context_frames=24, overlap=4)
     b.connect(loader, 0, sampler, "mimo_model")
     b.connect(identity, "identity", sampler, "identity")
-    b.connect(motion, "IMAGE", sampler, "motion")
+    b.connect(motion, slot, sampler, "motion")
     b.connect(scene, 0, sampler, "scene")
     decode = b.add("VAEDecode", (1160, 120), size=(200, 50))
     b.connect(sampler, 0, decode, "samples")
     b.connect(vae, 0, decode, "vae")
-    video = b.add("CreateVideo", (1160, 220), size=(240, 80), fps=8)
+    video = b.add("CreateVideo", (1160, 220), size=(240, 80), fps=frames_fps)
     b.connect(decode, 0, video, "images")
     save = b.add("SaveVideo", (1440, 120), size=(360, 360), filename_prefix="mimo/demo_tiny")
     b.connect(video, 0, save, "video")
     preview = b.add("PreviewImage", (800, 500), size=(240, 260), title="Prepared reference")
     b.connect(identity, "prepared_reference", preview, "images")
+
+
+def demo_tiny(b: WorkflowBuilder) -> dict:
+    def renders_from_file(b, x):
+        return b.add("LoadImage", (x, 480), size=(320, 320), title="Motion renders", image=MOTION_NAME), "IMAGE"
+
+    _generation(b, renders_from_file, dict(width=64, height=64))
     b.note(DEMO_NOTE, (1160, 520), size=(560, 380))
     return b.build()
 
 
-BUILDERS = {"mimo_demo_tiny.json": demo_tiny}
+def amass_demo_body(b: WorkflowBuilder) -> dict:
+    def amass_on_body(b, x):
+        body = b.add("MIMOBodyModelLoader", (x, 480), size=(320, 60))
+        amass = b.add("MIMOLoadAMASS", (x, 580), size=(320, 160), file=AMASS_NAME, fps=30.0, max_frames=12)
+        b.connect(body, 0, amass, "body")
+        render = b.add("MIMORasterizeMotion", (x, 780), size=(320, 330), width=64, height=64)
+        b.connect(amass, 0, render, "motion")
+        b.connect(body, 0, render, "body")
+        shown = b.add("PreviewImage", (x + 360, 780), size=(240, 260), title="Motion renders")
+        b.connect(render, "motion", shown, "images")
+        return render, "motion"
+
+    _generation(b, amass_on_body, dict(width=64, height=64), frames_fps=30)
+    b.note(AMASS_NOTE, (1160, 520), size=(560, 380))
+    return b.build()
+
+
+BUILDERS = {"mimo_demo_tiny.json": demo_tiny, "mimo_amass_demo_body.json": amass_demo_body}
 
 
 def main() -> None:

@@ -2,16 +2,19 @@
 
 - ``mimo_demo_reference.png``: a simple figure on a transparent background (RGBA);
 - ``mimo_demo_motion.png``: an animated PNG of a figure waving its arms, drawn with smooth
-  per-limb colours on black, the way MIMO's motion renders look.
+  per-limb colours on black, the way MIMO's motion renders look;
+- ``mimo_demo_walk_poses.npz``: a synthetic AMASS (SMPL+H G) file: walking while waving.
 """
 
 import math
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 REFERENCE_NAME = "mimo_demo_reference.png"
 MOTION_NAME = "mimo_demo_motion.png"
+AMASS_NAME = "mimo_demo_walk_poses.npz"
 
 
 def _figure(draw: ImageDraw.ImageDraw, size: int, arm_angle: float, colours: dict, width_scale: float = 1.0):
@@ -48,6 +51,21 @@ def motion_frames(frames: int = 8, size: int = 64) -> list[Image.Image]:
     return out
 
 
+def write_amass_walk(path: str | Path, frames: int = 40, fps: float = 60.0) -> Path:
+    """SMPL+H G keys (poses 156, trans, 16 betas, gender, mocap_framerate, dmpls) in AMASS's Z-up world."""
+    rng = np.random.default_rng(0)
+    t = np.arange(frames) / fps
+    poses = rng.normal(0, 0.05, (frames, 156))
+    poses[:, 0:3] = [np.pi / 2, 0, 0]  # AMASS root: stands the body up in the Z-up world
+    poses[:, 3 + 16 * 3 + 2] = 0.8 * np.sin(2 * np.pi * t)  # left shoulder swings
+    trans = np.stack([np.zeros(frames), 0.8 * t, np.full(frames, 0.9)], 1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, poses=poses, trans=trans, betas=np.zeros(16), gender=np.array("neutral"),
+             mocap_framerate=np.array(fps), dmpls=np.zeros((frames, 8)))
+    return path
+
+
 def write_demo_assets(folder: str | Path, frames: int = 8, size: int = 64) -> dict[str, Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,4 +74,4 @@ def write_demo_assets(folder: str | Path, frames: int = 8, size: int = 64) -> di
     motion = folder / MOTION_NAME
     images = motion_frames(frames, size)
     images[0].save(motion, save_all=True, append_images=images[1:], duration=100, loop=0)
-    return {"reference": ref, "motion": motion}
+    return {"reference": ref, "motion": motion, "amass": write_amass_walk(folder / AMASS_NAME)}

@@ -7,10 +7,11 @@ from .encode import MIMOIdentityEncode, MIMOSceneEncode
 from .folders import register_folders
 from .loader import MIMOModelLoader
 from .motion import MIMOLoadAMASS, MIMOLoadMixamo
+from .render import MIMORasterizeMotion
 from .sampler import MIMOSampler
 
 NODES = [MIMOModelLoader, MIMOIdentityEncode, MIMOSceneEncode, MIMOSampler, MIMOBodyModelLoader,
-         MIMOLoadAMASS, MIMOLoadMixamo]
+         MIMOLoadAMASS, MIMOLoadMixamo, MIMORasterizeMotion]
 
 
 class MIMOExtension(ComfyExtension):

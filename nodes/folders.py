@@ -5,7 +5,11 @@ import os
 import folder_paths
 
 MODEL_EXTENSIONS = {".pth", ".pt", ".safetensors", ".bin", ".ckpt"}
-PACK_FOLDERS = {"mimo": MODEL_EXTENSIONS, "smpl": {".pkl", ".npz"}}
+PACK_FOLDERS = {
+    "mimo": MODEL_EXTENSIONS | {".npy"},  # .npy: the official sdc_info.npy palette
+    "mimo_codes": {".safetensors"},  # structured motion codes [vertices, C]
+    "smpl": {".pkl", ".npz"},
+}
 NONE = "none"
 
 

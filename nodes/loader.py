@@ -20,7 +20,7 @@ SLOTS = [
 
 
 def _combo(slot: str, tip: str) -> io.Combo.Input:
-    options = file_options("mimo", with_none=slot == "motion_module")
+    options = [o for o in file_options("mimo", with_none=slot == "motion_module") if not o.endswith(".npy")]
     standard = [o for o in options if Path(o).name.startswith(slot)]
     return io.Combo.Input(slot, options=options, default=standard[0] if standard else options[0],
                           tooltip=f"{tip} Files from ComfyUI/models/mimo.")
