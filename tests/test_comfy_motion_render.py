@@ -63,3 +63,93 @@ def test_renders_drive_the_sampler(server):
 
     with av.open(str(videos[0])) as c:
         assert sum(1 for _ in c.decode(video=0)) == 8
+
+
+BVH = """HIERARCHY
+ROOT mixamorig:Hips
+{
+  OFFSET 0 100 0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
+  JOINT mixamorig:Spine
+  {
+    OFFSET 0 10 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    JOINT mixamorig:Head
+    {
+      OFFSET 0 50 0
+      CHANNELS 3 Zrotation Xrotation Yrotation
+      End Site
+      {
+        OFFSET 0 15 0
+      }
+    }
+    JOINT mixamorig:LeftArm
+    {
+      OFFSET 20 40 0
+      CHANNELS 3 Zrotation Xrotation Yrotation
+      End Site
+      {
+        OFFSET 0 -55 0
+      }
+    }
+  }
+  JOINT mixamorig:LeftUpLeg
+  {
+    OFFSET 10 -5 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    JOINT mixamorig:LeftLeg
+    {
+      OFFSET 0 -45 0
+      CHANNELS 3 Zrotation Xrotation Yrotation
+      End Site
+      {
+        OFFSET 0 -45 0
+      }
+    }
+  }
+  JOINT mixamorig:RightUpLeg
+  {
+    OFFSET -10 -5 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    JOINT mixamorig:RightLeg
+    {
+      OFFSET 0 -45 0
+      CHANNELS 3 Zrotation Xrotation Yrotation
+      End Site
+      {
+        OFFSET 0 -45 0
+      }
+    }
+  }
+}
+MOTION
+Frames: 4
+Frame Time: 0.0333333
+0 100 0 0 0 0  0 0 0  0 0 0  0 0 0  0 0 0  0 0 0  0 0 0  0 0 0
+5 100 0 0 0 0  0 0 0  0 0 0  -40 0 0  20 0 0  -10 0 0  -20 0 0  10 0 0
+10 100 0 0 0 0  0 0 0  0 0 0  -80 0 0  40 0 0  -20 0 0  -40 0 0  20 0 0
+15 100 0 0 0 0  0 0 0  0 0 0  -40 0 0  20 0 0  -10 0 0  -20 0 0  10 0 0
+"""
+
+
+def test_mixamo_and_amass_drive_a_user_smpl_file(server):
+    from mimo_pack.models.body.synthetic import write_synthetic_model
+
+    write_synthetic_model(Path(server.models_dir) / "smpl" / "SMPLH_NEUTRAL.npz", "smplh", fmt="npz")
+    (server.input_dir / "mixamo").mkdir(exist_ok=True)
+    (server.input_dir / "mixamo" / "wave.bvh").write_text(BVH)
+    server.object_info(refresh=True)
+    for loader in ("amass", "mixamo"):
+        prompt = motion_nodes(size=64, frames=4)
+        prompt["body"]["inputs"]["body_model"] = "SMPLH_NEUTRAL.npz"
+        if loader == "mixamo":
+            prompt["amass"] = {"class_type": "MIMOLoadMixamo", "inputs": {
+                "file": "mixamo/wave.bvh", "fps": 30.0, "start_frame": 0, "max_frames": 0, "body": ["body", 0]}}
+        prompt["save"] = {"class_type": "SaveImage", "inputs": {"images": ["render", 0], "filename_prefix": loader}}
+        result = server.run(prompt, timeout=300, check=True)
+        files = server.output_files(result)
+        assert len(files) == 4, loader
+        from PIL import Image
+
+        pictures = [np.asarray(Image.open(f).convert("RGB")).astype(float) for f in files]
+        assert all(p.max() > 0 for p in pictures), loader
