@@ -1,0 +1,1 @@
+"""Video decomposition: the person's track, depth, occluders in front, the scene behind."""
