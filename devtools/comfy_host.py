@@ -314,7 +314,7 @@ class ComfyServer:
             if self.proc.poll() is not None:
                 raise ComfyError(f"ComfyUI exited with code {self.proc.returncode} during startup{self._tail()}")
             try:
-                self._request("GET", "/system_stats", timeout=5)
+                self.request("GET", "/system_stats", timeout=5)
                 return
             except (OSError, ComfyError):  # URLError is an OSError
                 pass
@@ -347,7 +347,7 @@ class ComfyServer:
         return f"\n--- ComfyUI log tail ({self.log_path}) ---\n{tail}" if tail else ""
 
     # -- HTTP
-    def _request(self, method: str, path: str, body=None, timeout: float = 60.0):
+    def request(self, method: str, path: str, body=None, timeout: float = 60.0):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
@@ -367,7 +367,7 @@ class ComfyServer:
 
     def object_info(self, refresh: bool = False) -> dict:
         if self._object_info is None or refresh:
-            self._object_info = self._request("GET", "/object_info")
+            self._object_info = self.request("GET", "/object_info")
         return self._object_info
 
     def pack_nodes(self) -> list[str]:
@@ -377,7 +377,7 @@ class ComfyServer:
 
     def queue(self, prompt: dict, client_id: str | None = None) -> str:
         """POST /prompt; raises PromptError (with ``node_errors``) if validation fails."""
-        answer = self._request("POST", "/prompt", {"prompt": prompt, "client_id": client_id or uuid.uuid4().hex})
+        answer = self.request("POST", "/prompt", {"prompt": prompt, "client_id": client_id or uuid.uuid4().hex})
         return answer["prompt_id"]
 
     def wait(self, prompt_id: str, timeout: float = 300.0) -> dict:
@@ -385,7 +385,7 @@ class ComfyServer:
         deadline = time.monotonic() + timeout
         delay = 0.05
         while True:
-            entry = (self._request("GET", f"/history/{prompt_id}") or {}).get(prompt_id)
+            entry = (self.request("GET", f"/history/{prompt_id}") or {}).get(prompt_id)
             if entry and (entry.get("status", {}).get("completed") or entry.get("status", {}).get("status_str")):
                 return entry
             if self.proc is None or self.proc.poll() is not None:
@@ -420,7 +420,7 @@ class ComfyServer:
         return files
 
     def interrupt(self, prompt_id: str | None = None) -> None:
-        self._request("POST", "/interrupt", {"prompt_id": prompt_id} if prompt_id else {})
+        self.request("POST", "/interrupt", {"prompt_id": prompt_id} if prompt_id else {})
 
     def upload_input(self, path, name: str | None = None) -> str:
         """Copy a file into the input dir; returns the name to put in a LoadImage-style widget."""
