@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from .comfy_host import ComfyServer, provision_comfyui
-from .demo_assets import AMASS_NAME, MOTION_NAME, REFERENCE_NAME
+from .demo_assets import AMASS_NAME, MOTION_NAME, REFERENCE_NAME, TEMPLATE_NAME
 from .run_demo import load_pack
 from .workflow_builder import WorkflowBuilder
 
@@ -110,7 +110,74 @@ def amass_demo_body(b: WorkflowBuilder) -> dict:
     return b.build()
 
 
-BUILDERS = {"mimo_demo_tiny.json": demo_tiny, "mimo_amass_demo_body.json": amass_demo_body}
+TEMPLATE_NOTE = """## MIMO: replace the person in a video (official template, tiny demo weights)
+The official editing mode. **MIMO Load Template** reads a template folder from `ComfyUI/input`
+(`vid.mp4` video, `sdc.mp4` motion renders, `bk.mp4` scene without the person, optional `occ.mp4`
+occluders and `mask.mp4`, and `config.json` with `fps` and `time_crop`), resampled and cut as the
+official `run_edit.py` does (at most 150 frames by default).
+
+- **MIMO Plan ROI** finds the body in the motion renders and splits the clip into square
+  human-centred crops (a new clip when the box would grow too much; each later clip repeats the
+  last 4 frames of the previous one). The sampler and the scene encoder work on these crops.
+- **MIMO Composite** pastes the decoded crops back over the full-frame scene with a feathered
+  edge, puts the occluders of the original video back on top and cross-fades the repeated frames.
+- `mimo_templates/demo` is a synthetic template from `devtools/demo_assets.py`. Put official
+  templates (e.g. from the official `assets.zip`, or made by MIMO Save Template) in
+  `ComfyUI/input/mimo_templates/` and press R.
+- Swap the tiny models for the released ones (see the tiny demo's note) and use 784x784, 25 steps."""
+
+
+def template_replace(b: WorkflowBuilder) -> dict:
+    size = dict(width=64, height=64)
+    vae = b.add("VAELoader", (0, 0), size=(320, 60), vae_name="mimo-tiny-vae.safetensors")
+    loader = b.add("MIMOModelLoader", (0, 120), size=(360, 260),
+                   denoising_unet="tiny/denoising_unet.pth", reference_unet="tiny/reference_unet.pth",
+                   pose_guider="tiny/pose_guider.pth", motion_module="tiny/motion_module.pth",
+                   vae_name="none", image_encoder_name="mimo-tiny-image-encoder.safetensors", precision="auto")
+    b.connect(vae, 0, loader, "vae")
+    ref = b.add("LoadImage", (0, 420), size=(320, 320), title="Character", image=REFERENCE_NAME)
+    matte = b.add("InvertMask", (360, 640), size=(200, 30), title="Alpha -> matte")
+    b.connect(ref, "MASK", matte, "mask")
+    template = b.add("MIMOLoadTemplate", (0, 800), size=(360, 200), template=TEMPLATE_NAME, fps=0.0,
+                     max_frames=150, time_crop=True)
+    plan = b.add("MIMOPlanROI", (420, 800), size=(320, 130), **size)
+    b.connect(template, "motion", plan, "motion")
+    b.connect(template, "scene", plan, "scene")
+    identity = b.add("MIMOIdentityEncode", (420, 120), size=(320, 150), **size)
+    b.connect(loader, 0, identity, "mimo_model")
+    b.connect(ref, "IMAGE", identity, "reference")
+    b.connect(matte, 0, identity, "mask")
+    scene = b.add("MIMOSceneEncode", (420, 320), size=(320, 110), **size)
+    b.connect(loader, 0, scene, "mimo_model")
+    b.connect(plan, "scene", scene, "scene")
+    sampler = b.add("MIMOSampler", (800, 120), size=(320, 330), **size, seed=42, steps=4, cfg=3.5,
+                    context_frames=24, overlap=4)
+    b.connect(loader, 0, sampler, "mimo_model")
+    b.connect(identity, "identity", sampler, "identity")
+    b.connect(plan, "motion", sampler, "motion")
+    b.connect(scene, 0, sampler, "scene")
+    decode = b.add("VAEDecode", (1160, 120), size=(200, 50))
+    b.connect(sampler, 0, decode, "samples")
+    b.connect(vae, 0, decode, "vae")
+    comp = b.add("MIMOComposite", (1160, 220), size=(300, 170), feather=0.1)
+    b.connect(decode, 0, comp, "generated")
+    b.connect(plan, "roi", comp, "roi")
+    b.connect(template, "scene", comp, "scene")
+    b.connect(template, "video", comp, "video")
+    b.connect(template, "occlusion", comp, "occlusion")
+    video = b.add("CreateVideo", (1500, 220), size=(240, 80))
+    b.connect(comp, 0, video, "images")
+    b.connect(template, "fps", video, "fps")
+    save = b.add("SaveVideo", (1780, 120), size=(360, 360), filename_prefix="mimo/template_replace")
+    b.connect(video, 0, save, "video")
+    crops = b.add("PreviewImage", (800, 800), size=(240, 260), title="ROI motion crops")
+    b.connect(plan, "motion", crops, "images")
+    b.note(TEMPLATE_NOTE, (1160, 520), size=(600, 420))
+    return b.build()
+
+
+BUILDERS = {"mimo_demo_tiny.json": demo_tiny, "mimo_amass_demo_body.json": amass_demo_body,
+            "mimo_template_replace.json": template_replace}
 
 
 def main() -> None:

@@ -4,6 +4,8 @@
 - ``mimo_demo_motion.png``: an animated PNG of a figure waving its arms, drawn with smooth
   per-limb colours on black, the way MIMO's motion renders look;
 - ``mimo_demo_walk_poses.npz``: a synthetic AMASS (SMPL+H G) file: walking while waving.
+- ``mimo_templates/demo/``: an official-format MIMO template (vid/sdc/bk/occ/mask.mp4 +
+  config.json): a figure walking, then jumping across a textured static scene behind a pole.
 """
 
 import math
@@ -15,6 +17,7 @@ from PIL import Image, ImageDraw
 REFERENCE_NAME = "mimo_demo_reference.png"
 MOTION_NAME = "mimo_demo_motion.png"
 AMASS_NAME = "mimo_demo_walk_poses.npz"
+TEMPLATE_NAME = "mimo_templates/demo"
 
 
 def _figure(draw: ImageDraw.ImageDraw, size: int, arm_angle: float, colours: dict, width_scale: float = 1.0):
@@ -74,4 +77,81 @@ def write_demo_assets(folder: str | Path, frames: int = 8, size: int = 64) -> di
     motion = folder / MOTION_NAME
     images = motion_frames(frames, size)
     images[0].save(motion, save_all=True, append_images=images[1:], duration=100, loop=0)
+    write_demo_template(folder / TEMPLATE_NAME)  # the template workflow's input
     return {"reference": ref, "motion": motion, "amass": write_amass_walk(folder / AMASS_NAME)}
+
+
+# ----------------------------------------------------------------------------- video template
+
+def template_frames(frames: int = 10, width: int = 128, height: int = 96) -> dict[str, np.ndarray]:
+    """Synthetic layers of a template (uint8): a textured static scene, a pole in front of it
+    (the occluder, kept in the scene layer as the official decomposition does), and a figure that
+    walks on the left for the first half of the clip and then on the right (so the ROI planner
+    starts a second clip). ``motion`` is the figure in motion-render colours on black, ``video``
+    the figure in "clothes" over the scene with the pole on top; ``occlusion`` is the pole,
+    ``mask`` the figure's visible pixels."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    scene = np.stack([60 + 80 * xx / width, 90 + 60 * yy / height, 120 + 40 * ((xx // 8 + yy // 8) % 2)], -1)
+    scene = scene.astype(np.uint8)
+    pole = np.zeros((height, width), bool)
+    pole_x = int(width * 0.3)
+    pole[:, pole_x:pole_x + max(2, width // 16)] = True
+    scene[pole] = (110, 70, 40)
+    size = int(height * 0.75)
+    out = {k: [] for k in ("video", "motion", "scene", "occlusion", "mask")}
+    for i in range(frames):
+        half = i >= frames // 2
+        x = int(width * (0.55 if half else 0.05)) + 2 * (i % (frames // 2 or 1))
+        y = height - size - 2
+        angle = 60.0 * math.sin(2 * math.pi * i / max(frames, 1))
+        render = Image.new("RGB", (size, size), (0, 0, 0))
+        _figure(ImageDraw.Draw(render), size, angle, MOTION_COLOURS)
+        person = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+        _figure(ImageDraw.Draw(person), size, angle, {k: v + (255,) for k, v in REFERENCE_COLOURS.items()}, 1.3)
+        motion = np.zeros((height, width, 3), np.uint8)
+        motion[y:y + size, x:x + size] = np.asarray(render)[: height - y, : width - x]
+        rgba = np.zeros((height, width, 4), np.uint8)
+        rgba[y:y + size, x:x + size] = np.asarray(person)[: height - y, : width - x]
+        body = rgba[..., 3] > 0
+        video = scene.copy()
+        video[body] = rgba[..., :3][body]
+        video[pole] = scene[pole]  # the pole is in front of the figure
+        out["video"].append(video)
+        out["motion"].append(motion)
+        out["scene"].append(scene)
+        out["occlusion"].append(np.where(pole, 255, 0).astype(np.uint8))
+        out["mask"].append(np.where(body & ~pole, 255, 0).astype(np.uint8))
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+def _write_mp4(path: Path, frames: np.ndarray, fps: int, crf: int) -> None:
+    import av  # PyAV ships with ComfyUI
+
+    if frames.ndim == 3:
+        frames = np.repeat(frames[..., None], 3, axis=-1)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def write_demo_template(folder: str | Path, frames: int = 10, width: int = 128, height: int = 96,
+                        fps: int = 30) -> Path:
+    """Write ``template_frames`` as an official template folder (H.264 mp4s + config.json)."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    layers = template_frames(frames, width, height)
+    names = {"video": "vid.mp4", "motion": "sdc.mp4", "scene": "bk.mp4", "occlusion": "occ.mp4", "mask": "mask.mp4"}
+    for key, name in names.items():
+        _write_mp4(folder / name, layers[key], fps, 10 if key in ("occlusion", "mask") else 15)
+    config = {"fps": fps, "time_crop": {"start_idx": 0, "end_idx": -(-frames * 30 // fps)}, "frame_crop": None,
+              "layer_recover": None}
+    (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return folder

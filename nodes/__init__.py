@@ -7,11 +7,17 @@ from .encode import MIMOIdentityEncode, MIMOSceneEncode
 from .folders import register_folders
 from .loader import MIMOModelLoader
 from .motion import MIMOLoadAMASS, MIMOLoadMixamo
+from .motion_video import MIMOMotionFromVideo
 from .render import MIMORasterizeMotion
+from .repose import MIMOCanonicalRepose
 from .sampler import MIMOSampler
+from .template import MIMOComposite, MIMOLoadTemplate, MIMOPlanROI, MIMOSaveTemplate
 
 NODES = [MIMOModelLoader, MIMOIdentityEncode, MIMOSceneEncode, MIMOSampler, MIMOBodyModelLoader,
          MIMOLoadAMASS, MIMOLoadMixamo, MIMORasterizeMotion]
+NODES += [MIMOLoadTemplate, MIMOSaveTemplate, MIMOPlanROI, MIMOComposite]
+NODES.append(MIMOMotionFromVideo)
+NODES.append(MIMOCanonicalRepose)
 
 
 class MIMOExtension(ComfyExtension):

@@ -9,6 +9,9 @@ PACK_FOLDERS = {
     "mimo": MODEL_EXTENSIONS | {".npy"},  # .npy: the official sdc_info.npy palette
     "mimo_codes": {".safetensors"},  # structured motion codes [vertices, C]
     "smpl": {".pkl", ".npz"},
+    "sam2": {".pt", ".safetensors"},  # SAM 2 / 2.1 video predictor (MIMOTrackHuman)
+    "depthanything": {".pth", ".safetensors"},  # Depth Anything V2 (MIMOEstimateDepth)
+    "nlf": {".torchscript", ".pt"},  # NLF's TorchScript pose estimator (MIMOMotionFromVideo)
 }
 NONE = "none"
 

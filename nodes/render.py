@@ -9,6 +9,7 @@ from .folders import NONE, file_options, resolve
 from .types import CATEGORY, MIMOBody, MIMOMotion, MIMOMotionCodes
 
 DEFAULT_PALETTE = "default (rest-pose colours)"
+VIDEO_CAMERA = "motion (video camera)"
 
 
 class MIMORasterizeMotion(io.ComfyNode):
@@ -26,10 +27,13 @@ class MIMORasterizeMotion(io.ComfyNode):
                 MIMOBody.Input("body", tooltip="From MIMO Body Model Loader (an SMPL-family file or the demo body)."),
                 io.Int.Input("width", default=784, min=64, max=4096, step=8, tooltip="Render width in pixels."),
                 io.Int.Input("height", default=784, min=64, max=4096, step=8, tooltip="Render height in pixels."),
-                io.Combo.Input("camera", options=["auto", "official"], default="auto",
+                io.Combo.Input("camera", options=["auto", "official", VIDEO_CAMERA], default="auto",
                                tooltip="auto: perspective, 45 degree field of view, framed on the whole motion. "
                                        "official: MIMO's intrinsics (f = 5000/256 x max(W,H), centred), placed to "
-                                       "frame the motion."),
+                                       "frame the motion. motion (video camera): the camera of the video the motion "
+                                       "was estimated from (MIMO Motion From Video), so the render lies over the "
+                                       "person in that video; a size of another aspect letterboxes the video's "
+                                       "picture; yaw, elevation, distance and focal do not apply."),
                 io.Float.Input("yaw", default=0.0, min=-180.0, max=180.0, step=1.0, round=0.1,
                                tooltip="Degrees around the vertical axis; 0 looks at the body's front, 90 at its left side."),
                 io.Float.Input("elevation", default=0.0, min=-89.0, max=89.0, step=1.0, round=0.1,
@@ -72,7 +76,11 @@ class MIMORasterizeMotion(io.ComfyNode):
             colours = default_palette(body.rest_vertices())
         else:
             colours = load_sdc_info(resolve("mimo", palette, "Palette (sdc_info.npy)"), body.num_vertices)
-        options = dict(camera_mode=camera, yaw_deg=yaw, elevation_deg=elevation, distance=distance or None,
+        camera_info = None
+        if camera == VIDEO_CAMERA:
+            camera, camera_info = "motion", motion.meta.get("camera")
+        options = dict(camera_mode=camera, camera_info=camera_info, yaw_deg=yaw, elevation_deg=elevation,
+                       distance=distance or None,
                        focal=focal or None, drop_vertices=body.hand_vertices if drop_hands else None,
                        supersample=supersample, device=device)
         images, masks = render_motion(vertices, body.faces, torch.as_tensor(colours, dtype=torch.float32),

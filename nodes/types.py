@@ -10,3 +10,4 @@ CATEGORY = "MIMO"
 MIMOBody = io.Custom("MIMO_BODY")
 MIMOMotion = io.Custom("MIMO_MOTION")
 MIMOMotionCodes = io.Custom("MIMO_MOTION_CODES")
+MIMORoi = io.Custom("MIMO_ROI")

@@ -4,17 +4,18 @@
 import torch
 import torch.nn.functional as F
 
-from .camera import Camera, auto_camera, look_at_rotation, official_camera, official_focal, orbit_direction
+from .camera import (Camera, auto_camera, camera_from_info, look_at_rotation, official_camera, official_focal,
+                     orbit_direction)
 from .codes import MotionCodeError, load_motion_codes, save_motion_codes
 from .palette import PaletteError, default_palette, load_sdc_info
 from .rasterize import (BACKENDS, Fragments, faces_without, interpolate, nvdiffrast_module, rasterize,
                         rasterize_fragments, resolve_backend)
 
-CAMERA_MODES = ("auto", "official")
+CAMERA_MODES = ("auto", "official", "motion")
 
 __all__ = [
     "BACKENDS", "CAMERA_MODES", "Camera", "Fragments", "MotionCodeError", "PaletteError", "auto_camera",
-    "default_palette", "faces_without", "interpolate", "load_motion_codes", "load_sdc_info",
+    "camera_from_info", "default_palette", "faces_without", "interpolate", "load_motion_codes", "load_sdc_info",
     "look_at_rotation", "make_camera", "nvdiffrast_module", "official_camera", "official_focal",
     "orbit_direction", "rasterize", "rasterize_fragments", "render_motion", "resolve_backend",
     "save_motion_codes",
@@ -23,9 +24,18 @@ __all__ = [
 
 def make_camera(vertices: torch.Tensor, width: int, height: int, camera_mode: str = "auto", yaw_deg: float = 0.0,
                 elevation_deg: float = 0.0, distance: float | None = None, focal: float | None = None,
-                fov_deg: float = 45.0, margin: float = 0.05) -> Camera:
+                fov_deg: float = 45.0, margin: float = 0.05, camera_info: dict | None = None) -> Camera:
     """"auto": perspective camera with ``fov_deg`` (or ``focal`` px); "official": the official
-    intrinsics (f = 5000/256 * max(W, H)). Both are static and frame the whole motion."""
+    intrinsics (f = 5000/256 * max(W, H)). Both are static and frame the whole motion.
+    "motion": the video camera a motion from video carries (``camera_info`` = ``motion.meta["camera"]``),
+    so the render overlays the source video; scaled to ``width`` x ``height`` (letterboxed when the
+    aspect differs, see ``camera_from_info``); yaw/elevation/distance/focal do not apply."""
+    if camera_mode == "motion":
+        if not camera_info:
+            raise ValueError("camera mode 'motion' needs the motion's video camera, and this motion has none: "
+                             "only motions made from a video (MIMO Motion From Video) carry one. Use the 'auto' "
+                             "or 'official' camera for motion capture (AMASS, Mixamo).")
+        return camera_from_info(camera_info, width, height)
     if camera_mode == "auto":
         return auto_camera(vertices, width, height, fov_deg=fov_deg, yaw_deg=yaw_deg, elevation_deg=elevation_deg,
                            distance=distance, focal=focal, margin=margin)
@@ -40,12 +50,14 @@ def render_motion(vertices: torch.Tensor, faces: torch.Tensor, features: torch.T
                   distance: float | None = None, focal: float | None = None, fov_deg: float = 45.0,
                   margin: float = 0.05, drop_vertices=None, backend: str = "auto", cull_backfaces: bool = True,
                   supersample: int = 1, camera: Camera | None = None,
-                  device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  device: torch.device | str | None = None,
+                  camera_info: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Posed body ``vertices`` [F,V,3] (world, metres) -> (images [F,H,W,C] float, masks [F,H,W]
     float 0..1), with per-vertex ``features`` [V,C] or [F,V,C] (colours in 0..1 give images in 0..1).
 
-    The camera is ``camera`` if given, else ``make_camera(...)``. ``cull_backfaces`` (on by default,
-    as pyrender does for the official renders) skips faces turned away from the camera.
+    The camera is ``camera`` if given, else ``make_camera(...)`` (``camera_info``: for camera_mode
+    "motion"). ``cull_backfaces`` (on by default, as pyrender does for the official renders) skips
+    faces turned away from the camera.
     ``supersample`` s > 1 renders at s times the size and averages s x s blocks (antialiased edges,
     fractional masks; pyrender's offscreen renders were 4x MSAA). ``device``: where to render
     (default: the vertices' device); results stay there.
@@ -59,7 +71,7 @@ def render_motion(vertices: torch.Tensor, faces: torch.Tensor, features: torch.T
         vertices = vertices.unsqueeze(0)
     if camera is None:
         camera = make_camera(vertices, width, height, camera_mode, yaw_deg, elevation_deg, distance, focal, fov_deg,
-                             margin)
+                             margin, camera_info=camera_info)
     elif (camera.width, camera.height) != (width, height):
         raise ValueError(f"camera is {camera.width}x{camera.height}, asked for {width}x{height}")
     if supersample > 1:

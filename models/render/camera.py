@@ -162,3 +162,35 @@ def official_camera(vertices: torch.Tensor, width: int, height: int, yaw_deg: fl
     """
     return auto_camera(vertices, width, height, yaw_deg=yaw_deg, elevation_deg=elevation_deg, distance=distance,
                        focal=official_focal(width, height), margin=margin)
+
+
+VIDEO_CAMERA_KEYS = ("fx", "fy", "cx", "cy", "width", "height", "R", "t")
+
+
+def camera_from_info(info: dict, width: int | None = None, height: int | None = None) -> Camera:
+    """The camera a motion from video carries (``motion.meta["camera"]``, see
+    ``models/motion/from_video.py``): intrinsics fx, fy, cx, cy in pixels of a ``width`` x ``height``
+    image (this module's pixel convention), and the world->camera ``R`` [3,3] / ``t`` [3].
+
+    With another ``width`` / ``height``, the source picture is scaled uniformly to fit inside the new
+    one and centred (as a letterboxed resize of the video: no crop, no stretch); when the aspects
+    match, that is a plain resize."""
+    if not isinstance(info, dict):
+        raise ValueError(f"a video camera is a dict with {', '.join(VIDEO_CAMERA_KEYS)}; got {type(info).__name__}")
+    missing = [k for k in VIDEO_CAMERA_KEYS if k not in info]
+    if missing:
+        raise ValueError(f"the video camera lacks {', '.join(missing)} (it needs {', '.join(VIDEO_CAMERA_KEYS)})")
+    w0, h0 = int(info["width"]), int(info["height"])
+    if w0 < 1 or h0 < 1:
+        raise ValueError(f"the video camera's image size {w0}x{h0} is not positive")
+    fx, fy, cx, cy = (float(info[k]) for k in ("fx", "fy", "cx", "cy"))
+    if not (fx > 0 and fy > 0):
+        raise ValueError(f"the video camera's focal lengths must be positive, got fx={fx}, fy={fy}")
+    R = torch.as_tensor(info["R"], dtype=torch.float32)
+    t = torch.as_tensor(info["t"], dtype=torch.float32)
+    if R.shape != (3, 3) or t.shape != (3,):
+        raise ValueError(f"the video camera's R must be 3x3 and t 3 values, got {tuple(R.shape)} and {tuple(t.shape)}")
+    width, height = int(width or w0), int(height or h0)
+    s = min(width / w0, height / h0)
+    ox, oy = (width - s * w0) / 2.0, (height - s * h0) / 2.0
+    return Camera(fx=fx * s, fy=fy * s, cx=cx * s + ox, cy=cy * s + oy, R=R, t=t, width=width, height=height)
