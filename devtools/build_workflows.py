@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from .comfy_host import ComfyServer, provision_comfyui
-from .demo_assets import AMASS_NAME, MOTION_NAME, REFERENCE_NAME, TEMPLATE_NAME
+from .demo_assets import AMASS_NAME, MIXAMO_NAME, MOTION_NAME, REFERENCE_NAME, TEMPLATE_NAME
 from .run_demo import load_pack
 from .workflow_builder import WorkflowBuilder
 
@@ -45,7 +45,8 @@ An AMASS motion drives MIMO's body, which is rasterized to the motion frames the
   authors' sites) go in `ComfyUI/models/smpl`.
 - Palette: the official `sdc_info.npy` (in `models/mimo`) is what the released pose guider was
   trained on; without it the default colours are used.
-- Swap the tiny models for the released ones (see the tiny demo's note) and use 784x784, 25 steps."""
+- Swap the tiny models for the released ones (`models/mimo`, `models/vae`, `models/clip_vision`; see the
+  tiny demo's note) and use 784x784, 25 steps."""
 
 
 def _generation(b: WorkflowBuilder, motion_source, size: dict, frames_fps: int = 8):
@@ -110,6 +111,37 @@ def amass_demo_body(b: WorkflowBuilder) -> dict:
     return b.build()
 
 
+MIXAMO_NOTE = """## MIMO: character + Mixamo motion (tiny demo weights)
+A Mixamo animation is retargeted to MIMO's body (world-space rotation change from rest, root motion
+scaled by leg length, feet on the floor), then rasterized to the motion frames the sampler takes.
+
+- Download an animation from mixamo.com as **FBX Binary** (or convert to BVH) and copy it into
+  `ComfyUI/input` (subfolders are fine; press R to refresh). `mimo_demo_wave.bvh` is a synthetic
+  stand-in from `devtools/demo_assets.py`. Mixamo files fall under Adobe's terms.
+- "Without skin" or "With skin" both work; finger joints are used when present.
+- Body: the built-in demo body, or SMPL/SMPL-H/SMPL-X files (non-commercial) in `ComfyUI/models/smpl`.
+  Palette: the official `sdc_info.npy` in `models/mimo` if you have it.
+- Swap the tiny models for the released ones (`models/mimo`, `models/vae`, `models/clip_vision`, see
+  the tiny demo's note) and use 784x784, 25 steps."""
+
+
+def mixamo_demo_body(b: WorkflowBuilder) -> dict:
+    def mixamo_on_body(b, x):
+        body = b.add("MIMOBodyModelLoader", (x, 480), size=(320, 60))
+        mixamo = b.add("MIMOLoadMixamo", (x, 580), size=(320, 160), file=MIXAMO_NAME, fps=30.0, max_frames=0)
+        b.connect(body, 0, mixamo, "body")
+        render = b.add("MIMORasterizeMotion", (x, 780), size=(320, 330), width=64, height=64)
+        b.connect(mixamo, 0, render, "motion")
+        b.connect(body, 0, render, "body")
+        shown = b.add("PreviewImage", (x + 360, 780), size=(240, 260), title="Motion renders")
+        b.connect(render, "motion", shown, "images")
+        return render, "motion"
+
+    _generation(b, mixamo_on_body, dict(width=64, height=64), frames_fps=30)
+    b.note(MIXAMO_NOTE, (1160, 520), size=(560, 380))
+    return b.build()
+
+
 TEMPLATE_NOTE = """## MIMO: replace the person in a video (official template, tiny demo weights)
 The official editing mode. **MIMO Load Template** reads a template folder from `ComfyUI/input`
 (`vid.mp4` video, `sdc.mp4` motion renders, `bk.mp4` scene without the person, optional `occ.mp4`
@@ -124,7 +156,8 @@ official `run_edit.py` does (at most 150 frames by default).
 - `mimo_templates/demo` is a synthetic template from `devtools/demo_assets.py`. Put official
   templates (e.g. from the official `assets.zip`, or made by MIMO Save Template) in
   `ComfyUI/input/mimo_templates/` and press R.
-- Swap the tiny models for the released ones (see the tiny demo's note) and use 784x784, 25 steps."""
+- Swap the tiny models for the released ones (`models/mimo`, `models/vae`, `models/clip_vision`; see the
+  tiny demo's note) and use 784x784, 25 steps."""
 
 
 def template_replace(b: WorkflowBuilder) -> dict:
@@ -177,6 +210,7 @@ def template_replace(b: WorkflowBuilder) -> dict:
 
 
 BUILDERS = {"mimo_demo_tiny.json": demo_tiny, "mimo_amass_demo_body.json": amass_demo_body,
+            "mimo_mixamo_demo_body.json": mixamo_demo_body,
             "mimo_template_replace.json": template_replace}
 
 

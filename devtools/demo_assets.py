@@ -3,7 +3,8 @@
 - ``mimo_demo_reference.png``: a simple figure on a transparent background (RGBA);
 - ``mimo_demo_motion.png``: an animated PNG of a figure waving its arms, drawn with smooth
   per-limb colours on black, the way MIMO's motion renders look;
-- ``mimo_demo_walk_poses.npz``: a synthetic AMASS (SMPL+H G) file: walking while waving.
+- ``mimo_demo_walk_poses.npz``: a synthetic AMASS (SMPL+H G) file: walking while waving;
+- ``mimo_demo_wave.bvh``: a small Mixamo-named BVH rig (cm) waving an arm and stepping.
 - ``mimo_templates/demo/``: an official-format MIMO template (vid/sdc/bk/occ/mask.mp4 +
   config.json): a figure walking, then jumping across a textured static scene behind a pole.
 """
@@ -17,6 +18,7 @@ from PIL import Image, ImageDraw
 REFERENCE_NAME = "mimo_demo_reference.png"
 MOTION_NAME = "mimo_demo_motion.png"
 AMASS_NAME = "mimo_demo_walk_poses.npz"
+MIXAMO_NAME = "mimo_demo_wave.bvh"
 TEMPLATE_NAME = "mimo_templates/demo"
 
 
@@ -54,6 +56,73 @@ def motion_frames(frames: int = 8, size: int = 64) -> list[Image.Image]:
     return out
 
 
+MIXAMO_BVH = """HIERARCHY
+ROOT mixamorig:Hips
+{
+  OFFSET 0 100 0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
+  JOINT mixamorig:Spine
+  {
+    OFFSET 0 10 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    JOINT mixamorig:Head
+    {
+      OFFSET 0 50 0
+      CHANNELS 3 Zrotation Xrotation Yrotation
+      End Site
+      {
+        OFFSET 0 15 0
+      }
+    }
+    JOINT mixamorig:LeftArm
+    {
+      OFFSET 20 40 0
+      CHANNELS 3 Zrotation Xrotation Yrotation
+      End Site
+      {
+        OFFSET 0 -55 0
+      }
+    }
+  }
+  JOINT mixamorig:LeftUpLeg
+  {
+    OFFSET 10 -5 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    JOINT mixamorig:LeftLeg
+    {
+      OFFSET 0 -45 0
+      CHANNELS 3 Zrotation Xrotation Yrotation
+      End Site
+      {
+        OFFSET 0 -45 0
+      }
+    }
+  }
+  JOINT mixamorig:RightUpLeg
+  {
+    OFFSET -10 -5 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    JOINT mixamorig:RightLeg
+    {
+      OFFSET 0 -45 0
+      CHANNELS 3 Zrotation Xrotation Yrotation
+      End Site
+      {
+        OFFSET 0 -45 0
+      }
+    }
+  }
+}
+MOTION
+Frames: 4
+Frame Time: 0.0333333
+0 100 0 0 0 0  0 0 0  0 0 0  0 0 0  0 0 0  0 0 0  0 0 0  0 0 0
+5 100 0 0 0 0  0 0 0  0 0 0  -40 0 0  20 0 0  -10 0 0  -20 0 0  10 0 0
+10 100 0 0 0 0  0 0 0  0 0 0  -80 0 0  40 0 0  -20 0 0  -40 0 0  20 0 0
+15 100 0 0 0 0  0 0 0  0 0 0  -40 0 0  20 0 0  -10 0 0  -20 0 0  10 0 0
+"""
+
+
 def write_amass_walk(path: str | Path, frames: int = 40, fps: float = 60.0) -> Path:
     """SMPL+H G keys (poses 156, trans, 16 betas, gender, mocap_framerate, dmpls) in AMASS's Z-up world."""
     rng = np.random.default_rng(0)
@@ -78,7 +147,9 @@ def write_demo_assets(folder: str | Path, frames: int = 8, size: int = 64) -> di
     images = motion_frames(frames, size)
     images[0].save(motion, save_all=True, append_images=images[1:], duration=100, loop=0)
     write_demo_template(folder / TEMPLATE_NAME)  # the template workflow's input
-    return {"reference": ref, "motion": motion, "amass": write_amass_walk(folder / AMASS_NAME)}
+    (folder / MIXAMO_NAME).write_text(MIXAMO_BVH)
+    return {"reference": ref, "motion": motion, "amass": write_amass_walk(folder / AMASS_NAME),
+            "mixamo": folder / MIXAMO_NAME}
 
 
 # ----------------------------------------------------------------------------- video template

@@ -3,6 +3,8 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .body import MIMOBodyModelLoader
+from .decompose import MIMODecomposeVideo, MIMOInpaintScene, MIMOOcclusionLayer
+from .decompose_models import MIMOEstimateDepth, MIMOTrackHuman
 from .encode import MIMOIdentityEncode, MIMOSceneEncode
 from .folders import register_folders
 from .loader import MIMOModelLoader
@@ -18,6 +20,8 @@ NODES = [MIMOModelLoader, MIMOIdentityEncode, MIMOSceneEncode, MIMOSampler, MIMO
 NODES += [MIMOLoadTemplate, MIMOSaveTemplate, MIMOPlanROI, MIMOComposite]
 NODES.append(MIMOMotionFromVideo)
 NODES.append(MIMOCanonicalRepose)
+NODES += [MIMOOcclusionLayer, MIMOInpaintScene, MIMODecomposeVideo]
+NODES += [MIMOTrackHuman, MIMOEstimateDepth]
 
 
 class MIMOExtension(ComfyExtension):

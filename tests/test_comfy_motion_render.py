@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mimo_pack.devtools.demo_assets import AMASS_NAME, write_demo_assets
+from mimo_pack.devtools.demo_assets import AMASS_NAME, MIXAMO_BVH, write_demo_assets
 from mimo_pack.devtools.workflow_to_api import to_api
 
 pytestmark = pytest.mark.comfy
@@ -65,71 +65,6 @@ def test_renders_drive_the_sampler(server):
         assert sum(1 for _ in c.decode(video=0)) == 8
 
 
-BVH = """HIERARCHY
-ROOT mixamorig:Hips
-{
-  OFFSET 0 100 0
-  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
-  JOINT mixamorig:Spine
-  {
-    OFFSET 0 10 0
-    CHANNELS 3 Zrotation Xrotation Yrotation
-    JOINT mixamorig:Head
-    {
-      OFFSET 0 50 0
-      CHANNELS 3 Zrotation Xrotation Yrotation
-      End Site
-      {
-        OFFSET 0 15 0
-      }
-    }
-    JOINT mixamorig:LeftArm
-    {
-      OFFSET 20 40 0
-      CHANNELS 3 Zrotation Xrotation Yrotation
-      End Site
-      {
-        OFFSET 0 -55 0
-      }
-    }
-  }
-  JOINT mixamorig:LeftUpLeg
-  {
-    OFFSET 10 -5 0
-    CHANNELS 3 Zrotation Xrotation Yrotation
-    JOINT mixamorig:LeftLeg
-    {
-      OFFSET 0 -45 0
-      CHANNELS 3 Zrotation Xrotation Yrotation
-      End Site
-      {
-        OFFSET 0 -45 0
-      }
-    }
-  }
-  JOINT mixamorig:RightUpLeg
-  {
-    OFFSET -10 -5 0
-    CHANNELS 3 Zrotation Xrotation Yrotation
-    JOINT mixamorig:RightLeg
-    {
-      OFFSET 0 -45 0
-      CHANNELS 3 Zrotation Xrotation Yrotation
-      End Site
-      {
-        OFFSET 0 -45 0
-      }
-    }
-  }
-}
-MOTION
-Frames: 4
-Frame Time: 0.0333333
-0 100 0 0 0 0  0 0 0  0 0 0  0 0 0  0 0 0  0 0 0  0 0 0  0 0 0
-5 100 0 0 0 0  0 0 0  0 0 0  -40 0 0  20 0 0  -10 0 0  -20 0 0  10 0 0
-10 100 0 0 0 0  0 0 0  0 0 0  -80 0 0  40 0 0  -20 0 0  -40 0 0  20 0 0
-15 100 0 0 0 0  0 0 0  0 0 0  -40 0 0  20 0 0  -10 0 0  -20 0 0  10 0 0
-"""
 
 
 def test_mixamo_and_amass_drive_a_user_smpl_file(server):
@@ -137,7 +72,7 @@ def test_mixamo_and_amass_drive_a_user_smpl_file(server):
 
     write_synthetic_model(Path(server.models_dir) / "smpl" / "SMPLH_NEUTRAL.npz", "smplh", fmt="npz")
     (server.input_dir / "mixamo").mkdir(exist_ok=True)
-    (server.input_dir / "mixamo" / "wave.bvh").write_text(BVH)
+    (server.input_dir / "mixamo" / "wave.bvh").write_text(MIXAMO_BVH)
     server.object_info(refresh=True)
     for loader in ("amass", "mixamo"):
         prompt = motion_nodes(size=64, frames=4)

@@ -1,0 +1,387 @@
+"""MIMOOcclusionLayer, MIMOInpaintScene and MIMODecomposeVideo: a video split into the person, the
+scene behind it and the objects in front (MIMO's driving-video decomposition)."""
+
+import logging
+import os
+
+import comfy.model_management as mm
+import comfy.utils
+import torch
+from comfy_api.latest import io
+
+from ..models.decompose import inpaint as inpaint_lib
+from ..models.decompose import occlusion as occ_lib
+from .folders import NONE, file_options, resolve
+from .types import CATEGORY
+
+log = logging.getLogger("MIMO")
+
+SAM2_KEY = "sam2"
+DEPTH_KEY = "depthanything"
+PROPAINTER_FOLDER = "propainter"
+
+TRACK_SAM2 = "SAM 2, both ways (official)"
+TRACK_STATIC = "static (no tracking)"
+TRACK_PER_FRAME = "per frame (no tracking)"
+TRACKING = [TRACK_SAM2, TRACK_STATIC, TRACK_PER_FRAME]
+CAND_DEPTH = "depth regions (built-in)"
+CAND_SAM2 = "SAM 2 automatic masks"
+CANDIDATES = [CAND_DEPTH, CAND_SAM2]
+OUT_HARD = "hard"
+OUT_SOFT = "soft (feathered)"
+OUTPUTS = [OUT_HARD, OUT_SOFT]
+OCC_NONE = "none (skip)"
+
+
+def _files(key: str, with_none: bool = False) -> list[str]:
+    try:
+        return file_options(key, with_none)
+    except KeyError:  # folder not registered (should not happen once the pack has loaded)
+        return [NONE]
+
+
+def _reporter(what: str):
+    """A progress callback (done, total) for one step (``what``) driving a ComfyUI progress bar; each
+    call is also a cancel point."""
+    bar = {"bar": None, "total": 0}
+
+    def report(done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        if bar["bar"] is None:
+            log.info("MIMO: %s ...", what)
+        if bar["bar"] is None or bar["total"] != total:
+            bar["bar"], bar["total"] = comfy.utils.ProgressBar(max(1, total)), total
+        bar["bar"].update_absolute(min(done, total), max(1, total))
+
+    return report
+
+
+def _make_room(path: str) -> None:
+    """Before loading a model: ask ComfyUI to evict other models from the GPU to make room for it."""
+    device = mm.get_torch_device()
+    if device.type != "cpu":
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = 0
+        mm.free_memory(3 * size + mm.minimum_inference_memory(), device)
+
+
+def _done() -> None:
+    """After a model was used: its memory back (the library functions free the model itself)."""
+    mm.soft_empty_cache()
+
+
+def _frames(video: torch.Tensor, what: str = "video") -> torch.Tensor:
+    if not isinstance(video, torch.Tensor) or video.ndim != 4 or video.shape[-1] not in (3, 4):
+        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise ValueError(f"'{what}' must be an IMAGE batch [frames, height, width, 3], got {shape}.")
+    if video.shape[0] < 1:
+        raise ValueError(f"'{what}' has no frames.")
+    return video[..., :3].float().cpu()
+
+
+def _propainter_dir() -> str:
+    import folder_paths
+
+    try:
+        paths = folder_paths.get_folder_paths(PROPAINTER_FOLDER)
+    except KeyError:
+        paths = []
+    for p in [*paths, os.path.join(folder_paths.models_dir, PROPAINTER_FOLDER)]:
+        if os.path.isdir(p):
+            return p
+    return os.path.join(folder_paths.models_dir, PROPAINTER_FOLDER)
+
+
+def _inpaint_inputs() -> list:
+    return [
+        io.Combo.Input("method", options=list(inpaint_lib.METHODS), default="auto",
+                       tooltip="median: per pixel, the temporal median of the frames where it is not masked, then "
+                               "OpenCV inpainting for pixels masked in every frame; exact on a static camera "
+                               "(permissive, no model). propainter: the ProPainter video inpainter (non-commercial "
+                               "licence) through the 'propainter' pip package, CUDA only; weights: pytorchcv's files "
+                               "in models/propainter, or downloaded by pytorchcv. auto: ProPainter when it is "
+                               "installed and a GPU is present, else median."),
+        io.Int.Input("dilate", default=4, min=0, max=64,
+                     tooltip="Grow the mask by this many pixels first (covers soft edges, hair and compression "
+                             "halos). The official decomposition uses 4."),
+        io.Int.Input("window", default=0, min=0, max=10000,
+                     tooltip="median only: 0 uses the whole clip; N takes the median over the N frames around "
+                             "each frame instead (slow lighting changes, long clips). Pixels never uncovered "
+                             "inside the window fall back to the whole clip."),
+    ]
+
+
+def _occlusion_rule_inputs() -> list:
+    return [
+        io.Float.Input("nearer_ratio", default=0.4, min=0.0, max=1.0, step=0.05,
+                       tooltip="A candidate counts as in front when at least this share of it is nearer than the "
+                               "person's mean depth (official 0.4)."),
+        io.Int.Input("min_pixels_small", default=100, min=0, max=1000000,
+                     tooltip="Pixels of a candidate (smaller than the person) that must be nearer and on the "
+                             "person's body (official 100, at up to 720p; scale with the frame area)."),
+        io.Int.Input("min_pixels_large", default=600, min=0, max=1000000,
+                     tooltip="The same for a candidate bigger than the person (official 600)."),
+        io.Int.Input("max_keyframes", default=5, min=1, max=100,
+                     tooltip="Frames searched for occluders: those where the person's mask is cut into the most "
+                             "pieces (official 5)."),
+        io.Int.Input("keyframe_gap", default=20, min=1, max=10000,
+                     tooltip="Minimum distance in frames between two keyframes (official 20)."),
+    ]
+
+
+def _occlusion_output_inputs() -> list:
+    return [
+        io.Combo.Input("output", options=OUTPUTS, default=OUT_SOFT,
+                       tooltip="hard: 0/1 mask. soft: a linear alpha ramp across the outline (the official "
+                               "refine_mask.onnx matting network is not public; this is a plain feather)."),
+        io.Float.Input("feather", default=3.0, min=0.0, max=64.0, step=0.5,
+                       tooltip="Width of the soft ramp in pixels."),
+    ]
+
+
+def _rules(nearer_ratio, min_pixels_small, min_pixels_large, max_keyframes, keyframe_gap) -> occ_lib.OcclusionRules:
+    return occ_lib.OcclusionRules(nearer_ratio=nearer_ratio, min_pixels_small=min_pixels_small,
+                                  min_pixels_large=min_pixels_large, max_keyframes=max_keyframes,
+                                  keyframe_gap=keyframe_gap)
+
+
+def _occluders(frames, human, depth, *, sam2_path, tracking, candidates, output, feather, rules, body=None):
+    """The occluder layer, each model loaded only for its step: SAM 2's automatic masks at the
+    keyframes (then freed), then SAM 2 tracking (loaded again, freed after each keyframe)."""
+    if (tracking == TRACK_SAM2 or candidates == CAND_SAM2) and sam2_path is None:
+        raise ValueError("Choose a SAM 2 model (models/sam2) for SAM 2 tracking or SAM 2 candidates, or set "
+                         f"tracking to '{TRACK_STATIC}' / '{TRACK_PER_FRAME}' and candidates to '{CAND_DEPTH}'.")
+    device = mm.get_torch_device()
+    track = {TRACK_STATIC: "static", TRACK_PER_FRAME: "per-frame"}.get(tracking)
+    if track is None:
+        from ..models.decompose.track import track_objects
+
+        report = _reporter("tracking occluders")
+
+        def track(x, masks_at):
+            _make_room(sam2_path)
+            try:
+                return track_objects(x, sam2_path, masks_at, True, device=device, progress=report)
+            finally:
+                _done()
+
+    keys = occ_lib.search_frames(human, rules, track)
+    found = "depth"
+    if candidates == CAND_SAM2:
+        _make_room(sam2_path)
+        report = _reporter("SAM 2 automatic masks")
+        try:
+            with occ_lib.sam2_proposer(sam2_path, device=device) as propose:
+                found = {}
+                for j, i in enumerate(keys):
+                    found[i] = propose(frames[i].numpy(), _depth_map(depth, i), (human[i] > 0.5).numpy())
+                    report(j + 1, len(keys))
+        finally:
+            _done()
+    return occ_lib.occluder_masks(frames, human, depth, keyframes=keys, candidates=found, track=track,
+                                  soft=output == OUT_SOFT, feather=feather, rules=rules, body_masks=body,
+                                  progress=_reporter("occluders"))
+
+
+def _depth_map(depth: torch.Tensor, i: int):
+    d = depth[min(i, len(depth) - 1)]
+    return (d[..., 0] if d.ndim == 3 else d).float().cpu().numpy()
+
+
+def _check_same_clip(frames: torch.Tensor, other: torch.Tensor, what: str) -> None:
+    if other.shape[0] not in (1, frames.shape[0]):
+        raise ValueError(f"'{what}' has {other.shape[0]} frames but the video has {frames.shape[0]}: connect the "
+                         "output of the same clip (same frame count).")
+
+
+def _depth_image(depth: torch.Tensor) -> torch.Tensor:
+    """[F,H,W] -> a grey IMAGE [F,H,W,3]."""
+    return depth.float().clamp(0, 1)[..., None].expand(*depth.shape, 3).contiguous()
+
+
+# ----------------------------------------------------------------------------- nodes
+
+class MIMOOcclusionLayer(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MIMOOcclusionLayer",
+            display_name="MIMO Occlusion Layer",
+            category=CATEGORY,
+            description="The objects in front of the person, per frame (MIMO's occluder layer): on keyframes where "
+                        "the person's mask is cut into pieces, regions nearer than the person that overlap the body "
+                        "are kept (official rules), then tracked through the clip both ways. Composite them over "
+                        "the generated person with the original video's pixels.",
+            inputs=[
+                io.Image.Input("video", tooltip="The original video frames."),
+                io.Mask.Input("human_mask", tooltip="The person's mask per frame (MIMO Track Human)."),
+                io.Image.Input("depth", tooltip="Relative inverse depth per frame, larger = nearer (MIMO Estimate "
+                                                "Depth; any depth IMAGE where near is bright)."),
+                io.Combo.Input("sam2_model", options=_files(SAM2_KEY, with_none=True),
+                               tooltip="SAM 2 checkpoint in models/sam2, for tracking (and for SAM 2 candidates). "
+                                       "Not needed with static / per-frame tracking and depth candidates."),
+                io.Combo.Input("tracking", options=TRACKING, default=TRACK_SAM2,
+                               tooltip="SAM 2: each occluder found on a keyframe is tracked forward and backward "
+                                       "(official). static: occluders assumed not to move (no model). per frame: "
+                                       "the search is re-run on every frame (no model; moving occluders, noisier)."),
+                io.Combo.Input("candidates", options=CANDIDATES, default=CAND_DEPTH,
+                               tooltip="Where candidate objects come from. depth regions: connected regions nearer "
+                                       "than the person, split at depth jumps (no model; objects at the person's "
+                                       "depth or merged with a nearer floor are missed). SAM 2 automatic masks: "
+                                       "object masks from SAM 2's mask generator with the official settings "
+                                       "(slower; the official code used SAM v1 here)."),
+                *_occlusion_output_inputs(),
+                *_occlusion_rule_inputs(),
+                io.Mask.Input("body_mask", optional=True,
+                              tooltip="The person's whole body per frame, hidden parts included (e.g. MIMO Rasterize "
+                                      "Motion's silhouette of the motion estimated from this clip), as the official "
+                                      "SDC mask. Without it the convex hull of the person's mask is used."),
+            ],
+            outputs=[io.Mask.Output(display_name="occluders",
+                                    tooltip="1 where an object is in front of the person (0 elsewhere).")],
+        )
+
+    @classmethod
+    def execute(cls, video, human_mask, depth, sam2_model, tracking, candidates, output, feather, nearer_ratio,
+                min_pixels_small, min_pixels_large, max_keyframes, keyframe_gap, body_mask=None) -> io.NodeOutput:
+        frames = _frames(video)
+        _check_same_clip(frames, human_mask, "human_mask")
+        _check_same_clip(frames, depth, "depth")
+        needs_sam2 = tracking == TRACK_SAM2 or candidates == CAND_SAM2
+        if needs_sam2 and (not sam2_model or sam2_model == NONE):
+            raise ValueError(f"tracking '{tracking}' / candidates '{candidates}' need a SAM 2 model: choose one in "
+                             f"'sam2_model' (files in models/sam2), or use tracking '{TRACK_STATIC}' or "
+                             f"'{TRACK_PER_FRAME}' with candidates '{CAND_DEPTH}' (no model).")
+        sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2") if needs_sam2 else None
+        rules = _rules(nearer_ratio, min_pixels_small, min_pixels_large, max_keyframes, keyframe_gap)
+        human = occ_lib._per_frame(human_mask, frames, "human mask")
+        occ = _occluders(frames, human, depth, sam2_path=sam2_path, tracking=tracking, candidates=candidates,
+                         output=output, feather=feather, rules=rules, body=body_mask)
+        return io.NodeOutput(occ.float().to(mm.intermediate_device()))
+
+
+class MIMOInpaintScene(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MIMOInpaintScene",
+            display_name="MIMO Inpaint Scene",
+            category=CATEGORY,
+            description="The scene behind the person: the masked pixels of every frame filled in (MIMO's scene "
+                        "layer, bk.mp4). Feed it to MIMO Scene Encode and the compositing. Objects in front of "
+                        "the person stay in the scene, as in the official decomposition.",
+            inputs=[
+                io.Image.Input("video", lazy=True, tooltip="The original video frames."),
+                io.Mask.Input("masks", lazy=True,
+                              tooltip="What to remove per frame, 1 = remove (the person's mask); one mask for the "
+                                      "whole clip also works."),
+                *_inpaint_inputs(),
+                io.Image.Input("scene", optional=True,
+                               tooltip="A scene inpainted by another node or tool. When connected it is passed "
+                                       "through unchanged and the video and masks are not needed."),
+            ],
+            outputs=[io.Image.Output(display_name="scene", tooltip="The scene without the person, per frame.")],
+        )
+
+    @classmethod
+    def check_lazy_status(cls, video=None, masks=None, method=None, dilate=None, window=None, scene=None):
+        if scene is not None:
+            return []
+        return [name for name, value in (("video", video), ("masks", masks)) if value is None]
+
+    @classmethod
+    def execute(cls, video=None, masks=None, method="auto", dilate=4, window=0, scene=None) -> io.NodeOutput:
+        if scene is not None:
+            return io.NodeOutput(scene)
+        frames = _frames(video)
+        _check_same_clip(frames, masks, "masks")
+        out = inpaint_lib.inpaint_scene(frames, masks, method=method, dilate=dilate, window=window,
+                                        propainter_weights=_propainter_dir(), device=mm.get_torch_device(),
+                                        progress=_reporter("inpainting"))
+        _done()
+        return io.NodeOutput(out.to(mm.intermediate_device()))
+
+
+class MIMODecomposeVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MIMODecomposeVideo",
+            display_name="MIMO Decompose Video",
+            category=CATEGORY,
+            description="The whole MIMO decomposition in one node: the person's mask (SAM 2), depth (Depth Anything "
+                        "V2), the objects in front of the person and the scene behind it. Each model is loaded "
+                        "only for its step and freed after it. For finer control use MIMO Track Human, MIMO "
+                        "Estimate Depth, MIMO Occlusion Layer and MIMO Inpaint Scene.",
+            inputs=[
+                io.Image.Input("video", tooltip="The video frames (the official decomposition works at up to 720p)."),
+                io.Combo.Input("sam2_model", options=_files(SAM2_KEY),
+                               tooltip="SAM 2 checkpoint in models/sam2 (official .pt or ComfyUI .safetensors, any "
+                                       "size), for the person and the occluders."),
+                io.Combo.Input("depth_model", options=_files(DEPTH_KEY),
+                               tooltip="Depth Anything V2 checkpoint in models/depthanything (.pth or "
+                                       ".safetensors); only needed for the occluders."),
+                io.Int.Input("depth_size", default=518, min=14, max=2044, step=14,
+                             tooltip="Depth Anything's working size in pixels (the short side, a multiple of 14). "
+                                     "518 as official; smaller is faster and coarser."),
+                io.Combo.Input("occluders", options=[*CANDIDATES, OCC_NONE], default=CAND_DEPTH,
+                               tooltip="How occluder candidates are found (see MIMO Occlusion Layer), tracked with "
+                                       "SAM 2 both ways; 'none' skips depth and occluders (empty outputs)."),
+                *_occlusion_output_inputs(),
+                *_inpaint_inputs(),
+                io.Mask.Input("first_frame_mask", optional=True,
+                              tooltip="The person on the first frame (any segmentation node). Without it the person "
+                                      "is found automatically: the largest moving region (static camera), else "
+                                      "SAM 2's most person-like mask; use MIMO Track Human for points or a box."),
+            ],
+            outputs=[
+                io.Mask.Output(display_name="human_mask", tooltip="The person per frame (1 = person)."),
+                io.Image.Output(display_name="scene", tooltip="The scene with the person removed."),
+                io.Mask.Output(display_name="occluders", tooltip="Objects in front of the person per frame."),
+                io.Image.Output(display_name="depth", tooltip="Relative inverse depth, bright = near."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, video, sam2_model, depth_model, depth_size, occluders, output, feather, method, dilate, window,
+                first_frame_mask=None) -> io.NodeOutput:
+        from ..models.decompose.depth import estimate_depth
+        from ..models.decompose.track import track_human
+
+        frames = _frames(video)
+        n, h, w = frames.shape[:3]
+        device = mm.get_torch_device()
+        sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2")
+        want_occ = occluders != OCC_NONE
+        depth_path = resolve(DEPTH_KEY, depth_model, "Depth Anything V2") if want_occ else None
+
+        _make_room(sam2_path)
+        try:
+            human = track_human(frames, sam2_path, mask=first_frame_mask, device=device,
+                                progress=_reporter("tracking the person"))
+        finally:
+            _done()
+        if not bool((human > 0.5).any()):
+            log.warning("MIMO Decompose Video: the person was not found in any frame.")
+
+        if want_occ:
+            _make_room(depth_path)
+            try:
+                depth = estimate_depth(frames, depth_path, input_size=depth_size, device=device,
+                                       progress=_reporter("depth"))
+            finally:
+                _done()
+            occ = _occluders(frames, human, depth, sam2_path=sam2_path, tracking=TRACK_SAM2, candidates=occluders,
+                             output=output, feather=feather, rules=occ_lib.OcclusionRules())
+        else:
+            depth = torch.zeros(n, h, w)
+            occ = torch.zeros(n, h, w)
+
+        scene = inpaint_lib.inpaint_scene(frames, human, method=method, dilate=dilate, window=window,
+                                          propainter_weights=_propainter_dir(), device=device,
+                                          progress=_reporter("inpainting"))
+        _done()
+        cpu = mm.intermediate_device()
+        return io.NodeOutput(human.float().to(cpu), scene.to(cpu), occ.float().to(cpu), _depth_image(depth).to(cpu))

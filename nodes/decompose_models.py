@@ -1,0 +1,166 @@
+"""MIMOTrackHuman (SAM 2) and MIMOEstimateDepth (Depth Anything V2): the two model-driven layers of
+the video decomposition, as thin wrappers over ``models/decompose/track.py`` and ``depth.py``."""
+
+import logging
+import os
+
+import comfy.model_management as mm
+import comfy.utils
+import torch
+from comfy_api.latest import io
+
+from ..models.decompose import depth as depth_lib
+from ..models.decompose import track as track_lib
+from .folders import NONE, file_options, resolve
+from .types import CATEGORY
+
+log = logging.getLogger("MIMO")
+
+SAM2_KEY = "sam2"
+DEPTH_KEY = "depthanything"
+FORWARD, BACKWARD = "forward (prompt on the first frame)", "backward (prompt on the last frame)"
+MASK_AS_MASK, MASK_AS_POINTS = "mask", "10 points (official)"
+
+
+def _options(key: str) -> list[str]:
+    try:
+        return file_options(key)
+    except KeyError:  # folder not registered yet
+        return [NONE]
+
+
+def _model_file(key: str, name: str, what: str, hint: str) -> str:
+    try:
+        return resolve(key, name, what)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e}\n{hint}") from None
+
+
+def _video(video: torch.Tensor) -> torch.Tensor:
+    if not isinstance(video, torch.Tensor) or video.ndim != 4 or video.shape[-1] not in (3, 4):
+        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise ValueError(f"'video' must be an IMAGE batch [frames, height, width, 3], got {shape}.")
+    return video[..., :3].float().cpu()
+
+
+def _progress():
+    """A (done, total) callback driving a ComfyUI progress bar; every call is a cancel point."""
+    state = {"bar": None, "total": 0}
+
+    def report(done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        if state["bar"] is None or state["total"] != total:
+            state["bar"], state["total"] = comfy.utils.ProgressBar(max(1, total)), total
+        state["bar"].update_absolute(min(done, total), max(1, total))
+
+    return report
+
+
+def _make_room(path: str) -> torch.device:
+    """ComfyUI's device, after asking its memory manager to evict other models for this one."""
+    device = mm.get_torch_device()
+    if device.type != "cpu":
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = 0
+        mm.free_memory(3 * size + mm.minimum_inference_memory(), device)
+    return device
+
+
+class MIMOTrackHuman(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MIMOTrackHuman",
+            display_name="MIMO Track Human (SAM 2)",
+            category=CATEGORY,
+            description="The person's mask in every frame with the SAM 2 video predictor (weights from "
+                        "models/sam2: sam2.1_hiera_*.pt, sam2_hiera_*.pt or ComfyUI's .safetensors, any size; the "
+                        "architecture is read from the file). Prompt with a first-frame mask from any node "
+                        "(recommended), points or a box. With no prompt the person is found automatically: the "
+                        "region that moves against the clip's median background (static camera), else SAM 2's "
+                        "most person-like automatic mask (upright, central, plausible size). That is a heuristic, "
+                        "not a person detector. Needs the 'sam2' package (see README).",
+            inputs=[
+                io.Image.Input("video", tooltip="The video frames."),
+                io.Combo.Input("sam2_model", options=_options(SAM2_KEY),
+                               tooltip="A SAM 2 checkpoint in models/sam2. Official MIMO uses sam2_hiera_large.pt; "
+                                       "tiny/small are much faster on CPU."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="The person on the prompt frame (first frame, or the last one when tracking "
+                                      "backward), e.g. from a segmentation node. A mask batch: its prompt frame is "
+                                      "used. Wins over the automatic prompt; do not combine with points/box unless "
+                                      "'mask_prompt' is points."),
+                io.String.Input("points", default="", optional=True,
+                                tooltip="Points on the person, in pixels of the video: 'x,y; x,y'. Empty: none."),
+                io.String.Input("negative_points", default="", optional=True,
+                                tooltip="Points that are NOT the person (background, another person): 'x,y; x,y'."),
+                io.String.Input("box", default="", optional=True,
+                                tooltip="A box around the person in pixels: 'x0,y0,x1,y1' (top-left, bottom-right). "
+                                        "Can be combined with points."),
+                io.Combo.Input("direction", options=[FORWARD, BACKWARD], default=FORWARD, optional=True,
+                               tooltip="forward: the prompt is on the first frame and tracking runs to the end. "
+                                       "backward: the prompt is on the last frame and tracking runs to the start."),
+                io.Combo.Input("mask_prompt", options=[MASK_AS_MASK, MASK_AS_POINTS], default=MASK_AS_MASK,
+                               optional=True,
+                               tooltip="How a mask prompts SAM 2: as the mask itself (exact on the prompt frame), or "
+                                       "as 10 positive points spread over it, as the official MIMO decomposition "
+                                       "does (SAM 2 then draws the outline itself)."),
+            ],
+            outputs=[io.Mask.Output(display_name="masks", tooltip="The person, 1 inside, one mask per frame.")],
+        )
+
+    @classmethod
+    def execute(cls, video, sam2_model, mask=None, points="", negative_points="", box="", direction=FORWARD,
+                mask_prompt=MASK_AS_MASK) -> io.NodeOutput:
+        frames = _video(video)
+        path = _model_file(SAM2_KEY, sam2_model, "SAM 2 model", track_lib.sam2_files_hint())
+        pos, neg = track_lib.parse_points(points), track_lib.parse_points(negative_points)
+        pts = pos + neg or None
+        labels = [1] * len(pos) + [0] * len(neg) if pts else None
+        device = _make_room(path)
+        masks = track_lib.track_human(
+            frames, path, mask=mask, points=pts, labels=labels, box=track_lib.parse_box(box),
+            reverse=direction == BACKWARD, device=device,
+            mask_prompt="points" if mask_prompt == MASK_AS_POINTS else "mask", progress=_progress())
+        mm.soft_empty_cache()
+        return io.NodeOutput(masks.to(mm.intermediate_device()))
+
+
+class MIMOEstimateDepth(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MIMOEstimateDepth",
+            display_name="MIMO Estimate Depth (Depth Anything V2)",
+            category=CATEGORY,
+            description="Relative depth of every frame with Depth Anything V2 (transformers' implementation; "
+                        "weights from models/depthanything: the original depth_anything_v2_vit{s,b,l}.pth or "
+                        "ComfyUI's depth_anything_v2_*.safetensors). Output: inverse depth, larger (brighter) = "
+                        "nearer, normalised to 0..1 per frame, as the official MIMO occlusion test uses it.",
+            inputs=[
+                io.Image.Input("video", tooltip="The video frames."),
+                io.Combo.Input("depth_model", options=_options(DEPTH_KEY),
+                               tooltip="A Depth Anything V2 checkpoint in models/depthanything. Official MIMO uses "
+                                       "vitl (CC-BY-NC weights); vits (Apache-2.0) is ~13x faster and enough to "
+                                       "order objects."),
+                io.Int.Input("input_size", default=518, min=56, max=2044, step=14,
+                             tooltip="The network's short side in pixels (multiple of 14; the official 518). "
+                                     "Smaller is faster and coarser."),
+                io.Int.Input("batch", default=4, min=1, max=64, optional=True,
+                             tooltip="Frames per network pass (memory vs speed)."),
+            ],
+            outputs=[io.Image.Output(display_name="depth",
+                                     tooltip="Inverse depth in grey (larger = nearer), 0..1 per frame.")],
+        )
+
+    @classmethod
+    def execute(cls, video, depth_model, input_size, batch=4) -> io.NodeOutput:
+        frames = _video(video)
+        path = _model_file(DEPTH_KEY, depth_model, "Depth Anything V2 model", depth_lib.depth_files_hint())
+        device = _make_room(path)
+        depth = depth_lib.estimate_depth(frames, path, input_size=input_size, device=device, chunk=batch,
+                                         progress=_progress())
+        mm.soft_empty_cache()
+        return io.NodeOutput(depth[..., None].expand(-1, -1, -1, 3).contiguous().to(mm.intermediate_device()))
