@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 
 from .comfy_host import ComfyServer, provision_comfyui
-from .demo_assets import AMASS_NAME, MIXAMO_NAME, MOTION_NAME, REFERENCE_NAME, TEMPLATE_NAME
+from .demo_assets import AMASS_NAME, MIXAMO_NAME, MOTION_NAME, REFERENCE_NAME, TEMPLATE_NAME, VIDEO_NAME
+from .nlf_standin import STANDIN_NAME
 from .run_demo import load_pack
 from .workflow_builder import WorkflowBuilder
 
@@ -94,19 +95,26 @@ def demo_tiny(b: WorkflowBuilder) -> dict:
     return b.build()
 
 
-def amass_demo_body(b: WorkflowBuilder) -> dict:
-    def amass_on_body(b, x):
+def _mocap_on_body(loader: str, **loader_widgets):
+    """A motion source: a mocap loader node on a body, rasterized to the motion frames."""
+
+    def source(b, x):
         body = b.add("MIMOBodyModelLoader", (x, 480), size=(320, 60))
-        amass = b.add("MIMOLoadAMASS", (x, 580), size=(320, 160), file=AMASS_NAME, fps=30.0, max_frames=12)
-        b.connect(body, 0, amass, "body")
+        motion = b.add(loader, (x, 580), size=(320, 160), **loader_widgets)
+        b.connect(body, 0, motion, "body")
         render = b.add("MIMORasterizeMotion", (x, 780), size=(320, 330), width=64, height=64)
-        b.connect(amass, 0, render, "motion")
+        b.connect(motion, 0, render, "motion")
         b.connect(body, 0, render, "body")
         shown = b.add("PreviewImage", (x + 360, 780), size=(240, 260), title="Motion renders")
         b.connect(render, "motion", shown, "images")
         return render, "motion"
 
-    _generation(b, amass_on_body, dict(width=64, height=64), frames_fps=30)
+    return source
+
+
+def amass_demo_body(b: WorkflowBuilder) -> dict:
+    _generation(b, _mocap_on_body("MIMOLoadAMASS", file=AMASS_NAME, fps=30.0, max_frames=12),
+                dict(width=64, height=64), frames_fps=30)
     b.note(AMASS_NOTE, (1160, 520), size=(560, 380))
     return b.build()
 
@@ -126,18 +134,8 @@ scaled by leg length, feet on the floor), then rasterized to the motion frames t
 
 
 def mixamo_demo_body(b: WorkflowBuilder) -> dict:
-    def mixamo_on_body(b, x):
-        body = b.add("MIMOBodyModelLoader", (x, 480), size=(320, 60))
-        mixamo = b.add("MIMOLoadMixamo", (x, 580), size=(320, 160), file=MIXAMO_NAME, fps=30.0, max_frames=0)
-        b.connect(body, 0, mixamo, "body")
-        render = b.add("MIMORasterizeMotion", (x, 780), size=(320, 330), width=64, height=64)
-        b.connect(mixamo, 0, render, "motion")
-        b.connect(body, 0, render, "body")
-        shown = b.add("PreviewImage", (x + 360, 780), size=(240, 260), title="Motion renders")
-        b.connect(render, "motion", shown, "images")
-        return render, "motion"
-
-    _generation(b, mixamo_on_body, dict(width=64, height=64), frames_fps=30)
+    _generation(b, _mocap_on_body("MIMOLoadMixamo", file=MIXAMO_NAME, fps=30.0, max_frames=0),
+                dict(width=64, height=64), frames_fps=30)
     b.note(MIXAMO_NOTE, (1160, 520), size=(560, 380))
     return b.build()
 
@@ -209,9 +207,95 @@ def template_replace(b: WorkflowBuilder) -> dict:
     return b.build()
 
 
+VIDEO_REPLACE_NOTE = """## MIMO: replace the person in a raw video (tiny demo weights)
+The whole pipeline from a plain video: **MIMO Decompose Video** splits it into the person's mask
+(SAM 2), the scene behind the person (inpainted) and the objects in front (Depth Anything V2 + SAM 2);
+**MIMO Motion From Video** estimates the person's 3D motion with the video's camera (NLF), which
+**MIMO Rasterize Motion** ("motion (video camera)") draws over the source frames; then ROI planning,
+MIMO and compositing as in the template workflow. Set Rasterize Motion's width/height to the video's.
+
+Files (`ComfyUI/...`; press R after adding):
+- `input/`: the video (`mimo_demo_video.mp4` is synthetic, from `devtools/demo_assets.py`).
+- `models/sam2`: SAM 2 / 2.1 checkpoint (`.pt` or `.safetensors`; Apache-2.0).
+- `models/depthanything`: Depth Anything V2 (`.pth`/`.safetensors`; small is Apache-2.0,
+  **base/large are non-commercial**).
+- `models/nlf`: NLF's `.torchscript` (e.g. `nlf_l_multi_0.3.2.torchscript`, **non-commercial**), or
+  the installed `gvhmr` package (**non-commercial**). `nlf_standin.torchscript` here is a scripted
+  stand-in (no network: one fixed person in every frame) from `devtools/nlf_standin.py`.
+- `models/smpl`: SMPL/SMPL-H/SMPL-X (**non-commercial**) or the built-in demo body.
+- `models/mimo`, `models/vae`, `models/clip_vision`: the MIMO models (tiny here; see the tiny demo's note).
+- ProPainter inpainting (**non-commercial**, CUDA; `models/propainter`) is used when installed, else
+  the median inpainter. The tiny SAM 2 / Depth Anything files come from
+  `models/decompose/tiny_models.py`; use real ones, 784x784 and 25 steps for real results."""
+
+
+def video_replace(b: WorkflowBuilder) -> dict:
+    size = dict(width=64, height=64)
+    vae = b.add("VAELoader", (0, 0), size=(320, 60), vae_name="mimo-tiny-vae.safetensors")
+    loader = b.add("MIMOModelLoader", (0, 120), size=(360, 260),
+                   denoising_unet="tiny/denoising_unet.pth", reference_unet="tiny/reference_unet.pth",
+                   pose_guider="tiny/pose_guider.pth", motion_module="tiny/motion_module.pth",
+                   vae_name="none", image_encoder_name="mimo-tiny-image-encoder.safetensors", precision="auto")
+    b.connect(vae, 0, loader, "vae")
+    ref = b.add("LoadImage", (0, 420), size=(320, 320), title="Character", image=REFERENCE_NAME)
+    matte = b.add("InvertMask", (360, 640), size=(200, 30), title="Alpha -> matte")
+    b.connect(ref, "MASK", matte, "mask")
+    load = b.add("LoadVideo", (0, 800), size=(320, 360), title="Source video", file=VIDEO_NAME)
+    parts = b.add("GetVideoComponents", (0, 1200), size=(240, 70))
+    b.connect(load, 0, parts, "video")
+    decompose = b.add("MIMODecomposeVideo", (420, 1200), size=(340, 300),
+                      sam2_model="sam2.1_hiera_tiny.pt", depth_model="depth_anything_v2_tiny.pth", depth_size=140)
+    b.connect(parts, "images", decompose, "video")
+    body = b.add("MIMOBodyModelLoader", (0, 1320), size=(320, 60))
+    estimate = b.add("MIMOMotionFromVideo", (420, 800), size=(340, 200), estimator=STANDIN_NAME)
+    b.connect(parts, "images", estimate, "video")
+    b.connect(parts, "fps", estimate, "fps")
+    b.connect(body, 0, estimate, "body")
+    render = b.add("MIMORasterizeMotion", (800, 800), size=(320, 330), width=128, height=96,
+                   camera="motion (video camera)")
+    b.connect(estimate, "motion", render, "motion")
+    b.connect(body, 0, render, "body")
+    plan = b.add("MIMOPlanROI", (1160, 800), size=(320, 130), **size)
+    b.connect(render, "motion", plan, "motion")
+    b.connect(decompose, "scene", plan, "scene")
+    identity = b.add("MIMOIdentityEncode", (420, 120), size=(320, 150), **size)
+    b.connect(loader, 0, identity, "mimo_model")
+    b.connect(ref, "IMAGE", identity, "reference")
+    b.connect(matte, 0, identity, "mask")
+    scene = b.add("MIMOSceneEncode", (420, 320), size=(320, 110), **size)
+    b.connect(loader, 0, scene, "mimo_model")
+    b.connect(plan, "scene", scene, "scene")
+    sampler = b.add("MIMOSampler", (800, 120), size=(320, 330), **size, seed=42, steps=4, cfg=3.5,
+                    context_frames=24, overlap=4)
+    b.connect(loader, 0, sampler, "mimo_model")
+    b.connect(identity, "identity", sampler, "identity")
+    b.connect(plan, "motion", sampler, "motion")
+    b.connect(scene, 0, sampler, "scene")
+    decode = b.add("VAEDecode", (1160, 120), size=(200, 50))
+    b.connect(sampler, 0, decode, "samples")
+    b.connect(vae, 0, decode, "vae")
+    comp = b.add("MIMOComposite", (1160, 220), size=(300, 170), feather=0.1)
+    b.connect(decode, 0, comp, "generated")
+    b.connect(plan, "roi", comp, "roi")
+    b.connect(decompose, "scene", comp, "scene")
+    b.connect(parts, "images", comp, "video")
+    b.connect(decompose, "occluders", comp, "occlusion")
+    video = b.add("CreateVideo", (1500, 220), size=(240, 80))
+    b.connect(comp, 0, video, "images")
+    b.connect(parts, "fps", video, "fps")
+    save = b.add("SaveVideo", (1780, 120), size=(360, 360), filename_prefix="mimo/video_replace")
+    b.connect(video, 0, save, "video")
+    shown = b.add("PreviewImage", (1160, 1000), size=(240, 260), title="Motion renders")
+    b.connect(render, "motion", shown, "images")
+    human = b.add("MaskPreview", (800, 1200), size=(240, 260), title="Person mask")
+    b.connect(decompose, "human_mask", human, "mask")
+    b.note(VIDEO_REPLACE_NOTE, (1500, 520), size=(620, 520))
+    return b.build()
+
+
 BUILDERS = {"mimo_demo_tiny.json": demo_tiny, "mimo_amass_demo_body.json": amass_demo_body,
             "mimo_mixamo_demo_body.json": mixamo_demo_body,
-            "mimo_template_replace.json": template_replace}
+            "mimo_template_replace.json": template_replace, "mimo_video_replace.json": video_replace}
 
 
 def main() -> None:

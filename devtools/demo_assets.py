@@ -7,6 +7,8 @@
 - ``mimo_demo_wave.bvh``: a small Mixamo-named BVH rig (cm) waving an arm and stepping.
 - ``mimo_templates/demo/``: an official-format MIMO template (vid/sdc/bk/occ/mask.mp4 +
   config.json): a figure walking, then jumping across a textured static scene behind a pole.
+- ``mimo_demo_video.mp4``: that template's raw video (``vid.mp4``) on its own, for the workflow that
+  decomposes a video and estimates its motion itself.
 """
 
 import math
@@ -20,6 +22,7 @@ MOTION_NAME = "mimo_demo_motion.png"
 AMASS_NAME = "mimo_demo_walk_poses.npz"
 MIXAMO_NAME = "mimo_demo_wave.bvh"
 TEMPLATE_NAME = "mimo_templates/demo"
+VIDEO_NAME = "mimo_demo_video.mp4"
 
 
 def _figure(draw: ImageDraw.ImageDraw, size: int, arm_angle: float, colours: dict, width_scale: float = 1.0):
@@ -148,8 +151,9 @@ def write_demo_assets(folder: str | Path, frames: int = 8, size: int = 64) -> di
     images[0].save(motion, save_all=True, append_images=images[1:], duration=100, loop=0)
     write_demo_template(folder / TEMPLATE_NAME)  # the template workflow's input
     (folder / MIXAMO_NAME).write_text(MIXAMO_BVH)
+    video = write_demo_video(folder / VIDEO_NAME)  # the video-replace workflow's input
     return {"reference": ref, "motion": motion, "amass": write_amass_walk(folder / AMASS_NAME),
-            "mixamo": folder / MIXAMO_NAME}
+            "mixamo": folder / MIXAMO_NAME, "video": video}
 
 
 # ----------------------------------------------------------------------------- video template
@@ -226,3 +230,11 @@ def write_demo_template(folder: str | Path, frames: int = 10, width: int = 128, 
               "layer_recover": None}
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return folder
+
+
+def write_demo_video(path: str | Path, frames: int = 10, width: int = 128, height: int = 96, fps: int = 30) -> Path:
+    """The demo template's raw video (``template_frames(...)["video"]``) as an H.264 mp4, for Load Video."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_mp4(path, template_frames(frames, width, height)["video"], fps, 15)
+    return path
