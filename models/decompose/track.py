@@ -1,7 +1,7 @@
 """The person's mask in every frame: the SAM 2 video predictor (Ravi et al. 2024, ``sam2`` 1.1.0).
 
 Checkpoints (``models/sam2``): the official ``sam2_hiera_{tiny,small,base_plus,large}.pt`` and
-``sam2.1_hiera_*.pt`` (``torch.load(...)["model"]``) and ComfyUI's / Kijai's ``*.safetensors`` (the
+``sam2.1_hiera_*.pt`` (``torch.load(..., weights_only=True)["model"]``) and ComfyUI's / Kijai's ``*.safetensors`` (the
 same keys, flat, fp32 or fp16). The architecture is read from the weights, not from the file name:
 the Hiera trunk's width and block count give the size (t 96/12, s 96/16, b+ 112/24, l 144/48) and
 the SAM 2.1-only parameters (``no_obj_embed_spatial``, ``obj_ptr_tpos_proj``) the version; the
