@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from .comfy_host import ComfyServer, provision_comfyui
@@ -50,9 +51,8 @@ An AMASS motion drives MIMO's body, which is rasterized to the motion frames the
   tiny demo's note) and use 784x784, 25 steps."""
 
 
-def _generation(b: WorkflowBuilder, motion_source, size: dict, frames_fps: int = 8):
-    """Tiny models, character, white scene, sampler, decode and save; ``motion_source(b, x)`` adds
-    the nodes that make the motion frames at column x and returns (node, output slot)."""
+def _character(b: WorkflowBuilder) -> dict:
+    """The tiny MIMO models and the character picture (alpha turned into a matte)."""
     vae = b.add("VAELoader", (0, 0), size=(320, 60), vae_name="mimo-tiny-vae.safetensors")
     loader = b.add("MIMOModelLoader", (0, 120), size=(360, 260),
                    denoising_unet="tiny/denoising_unet.pth", reference_unet="tiny/reference_unet.pth",
@@ -62,22 +62,53 @@ def _generation(b: WorkflowBuilder, motion_source, size: dict, frames_fps: int =
     ref = b.add("LoadImage", (0, 420), size=(320, 320), title="Character", image=REFERENCE_NAME)
     matte = b.add("InvertMask", (360, 640), size=(200, 30), title="Alpha -> matte")
     b.connect(ref, "MASK", matte, "mask")
+    return dict(vae=vae, loader=loader, ref=ref, matte=matte)
+
+
+def _sample(b: WorkflowBuilder, c: dict, size: dict, motion, scene_frames=None):
+    """Identity, scene, sampler and VAE decode. ``motion``: (node, slot), or a callable adding the
+    motion nodes after the scene node; ``scene_frames``: (node, slot) of the scene, else white."""
     identity = b.add("MIMOIdentityEncode", (420, 120), size=(320, 150), **size)
-    b.connect(loader, 0, identity, "mimo_model")
-    b.connect(ref, "IMAGE", identity, "reference")
-    b.connect(matte, 0, identity, "mask")
+    b.connect(c["loader"], 0, identity, "mimo_model")
+    b.connect(c["ref"], "IMAGE", identity, "reference")
+    b.connect(c["matte"], 0, identity, "mask")
     scene = b.add("MIMOSceneEncode", (420, 320), size=(320, 110), **size)
-    b.connect(loader, 0, scene, "mimo_model")
-    motion, slot = motion_source(b, 420)
+    b.connect(c["loader"], 0, scene, "mimo_model")
+    if scene_frames is not None:
+        b.connect(*scene_frames, scene, "scene")
+    motion_node, slot = motion() if callable(motion) else motion
     sampler = b.add("MIMOSampler", (800, 120), size=(320, 330), **size, seed=42, steps=4, cfg=3.5,
                     context_frames=24, overlap=4)
-    b.connect(loader, 0, sampler, "mimo_model")
+    b.connect(c["loader"], 0, sampler, "mimo_model")
     b.connect(identity, "identity", sampler, "identity")
-    b.connect(motion, slot, sampler, "motion")
+    b.connect(motion_node, slot, sampler, "motion")
     b.connect(scene, 0, sampler, "scene")
     decode = b.add("VAEDecode", (1160, 120), size=(200, 50))
     b.connect(sampler, 0, decode, "samples")
-    b.connect(vae, 0, decode, "vae")
+    b.connect(c["vae"], 0, decode, "vae")
+    return identity, decode
+
+
+def _composite_and_save(b: WorkflowBuilder, decode, plan, scene, video, occlusion, fps, prefix: str):
+    """Paste the generated crops back over the scene and save the video at the source fps."""
+    comp = b.add("MIMOComposite", (1160, 220), size=(300, 170), feather=0.1)
+    b.connect(decode, 0, comp, "generated")
+    b.connect(plan, "roi", comp, "roi")
+    b.connect(*scene, comp, "scene")
+    b.connect(*video, comp, "video")
+    b.connect(*occlusion, comp, "occlusion")
+    out = b.add("CreateVideo", (1500, 220), size=(240, 80))
+    b.connect(comp, 0, out, "images")
+    b.connect(*fps, out, "fps")
+    save = b.add("SaveVideo", (1780, 120), size=(360, 360), filename_prefix=prefix)
+    b.connect(out, 0, save, "video")
+
+
+def _generation(b: WorkflowBuilder, motion_source, size: dict, frames_fps: int = 8):
+    """Tiny models, character, white scene, sampler, decode and save; ``motion_source(b, x)`` adds
+    the nodes that make the motion frames at column x and returns (node, output slot)."""
+    c = _character(b)
+    identity, decode = _sample(b, c, size, lambda: motion_source(b, 420))
     video = b.add("CreateVideo", (1160, 220), size=(240, 80), fps=frames_fps)
     b.connect(decode, 0, video, "images")
     save = b.add("SaveVideo", (1440, 120), size=(360, 360), filename_prefix="mimo/demo_tiny")
@@ -160,47 +191,15 @@ official `run_edit.py` does (at most 150 frames by default).
 
 def template_replace(b: WorkflowBuilder) -> dict:
     size = dict(width=64, height=64)
-    vae = b.add("VAELoader", (0, 0), size=(320, 60), vae_name="mimo-tiny-vae.safetensors")
-    loader = b.add("MIMOModelLoader", (0, 120), size=(360, 260),
-                   denoising_unet="tiny/denoising_unet.pth", reference_unet="tiny/reference_unet.pth",
-                   pose_guider="tiny/pose_guider.pth", motion_module="tiny/motion_module.pth",
-                   vae_name="none", image_encoder_name="mimo-tiny-image-encoder.safetensors", precision="auto")
-    b.connect(vae, 0, loader, "vae")
-    ref = b.add("LoadImage", (0, 420), size=(320, 320), title="Character", image=REFERENCE_NAME)
-    matte = b.add("InvertMask", (360, 640), size=(200, 30), title="Alpha -> matte")
-    b.connect(ref, "MASK", matte, "mask")
+    c = _character(b)
     template = b.add("MIMOLoadTemplate", (0, 800), size=(360, 200), template=TEMPLATE_NAME, fps=0.0,
                      max_frames=150, time_crop=True)
     plan = b.add("MIMOPlanROI", (420, 800), size=(320, 130), **size)
     b.connect(template, "motion", plan, "motion")
     b.connect(template, "scene", plan, "scene")
-    identity = b.add("MIMOIdentityEncode", (420, 120), size=(320, 150), **size)
-    b.connect(loader, 0, identity, "mimo_model")
-    b.connect(ref, "IMAGE", identity, "reference")
-    b.connect(matte, 0, identity, "mask")
-    scene = b.add("MIMOSceneEncode", (420, 320), size=(320, 110), **size)
-    b.connect(loader, 0, scene, "mimo_model")
-    b.connect(plan, "scene", scene, "scene")
-    sampler = b.add("MIMOSampler", (800, 120), size=(320, 330), **size, seed=42, steps=4, cfg=3.5,
-                    context_frames=24, overlap=4)
-    b.connect(loader, 0, sampler, "mimo_model")
-    b.connect(identity, "identity", sampler, "identity")
-    b.connect(plan, "motion", sampler, "motion")
-    b.connect(scene, 0, sampler, "scene")
-    decode = b.add("VAEDecode", (1160, 120), size=(200, 50))
-    b.connect(sampler, 0, decode, "samples")
-    b.connect(vae, 0, decode, "vae")
-    comp = b.add("MIMOComposite", (1160, 220), size=(300, 170), feather=0.1)
-    b.connect(decode, 0, comp, "generated")
-    b.connect(plan, "roi", comp, "roi")
-    b.connect(template, "scene", comp, "scene")
-    b.connect(template, "video", comp, "video")
-    b.connect(template, "occlusion", comp, "occlusion")
-    video = b.add("CreateVideo", (1500, 220), size=(240, 80))
-    b.connect(comp, 0, video, "images")
-    b.connect(template, "fps", video, "fps")
-    save = b.add("SaveVideo", (1780, 120), size=(360, 360), filename_prefix="mimo/template_replace")
-    b.connect(video, 0, save, "video")
+    _, decode = _sample(b, c, size, (plan, "motion"), scene_frames=(plan, "scene"))
+    _composite_and_save(b, decode, plan, (template, "scene"), (template, "video"), (template, "occlusion"),
+                        (template, "fps"), "mimo/template_replace")
     crops = b.add("PreviewImage", (800, 800), size=(240, 260), title="ROI motion crops")
     b.connect(plan, "motion", crops, "images")
     b.note(TEMPLATE_NOTE, (1160, 520), size=(600, 420))
@@ -231,15 +230,7 @@ Files (`ComfyUI/...`; press R after adding):
 
 def video_replace(b: WorkflowBuilder) -> dict:
     size = dict(width=64, height=64)
-    vae = b.add("VAELoader", (0, 0), size=(320, 60), vae_name="mimo-tiny-vae.safetensors")
-    loader = b.add("MIMOModelLoader", (0, 120), size=(360, 260),
-                   denoising_unet="tiny/denoising_unet.pth", reference_unet="tiny/reference_unet.pth",
-                   pose_guider="tiny/pose_guider.pth", motion_module="tiny/motion_module.pth",
-                   vae_name="none", image_encoder_name="mimo-tiny-image-encoder.safetensors", precision="auto")
-    b.connect(vae, 0, loader, "vae")
-    ref = b.add("LoadImage", (0, 420), size=(320, 320), title="Character", image=REFERENCE_NAME)
-    matte = b.add("InvertMask", (360, 640), size=(200, 30), title="Alpha -> matte")
-    b.connect(ref, "MASK", matte, "mask")
+    c = _character(b)
     load = b.add("LoadVideo", (0, 800), size=(320, 360), title="Source video", file=VIDEO_NAME)
     parts = b.add("GetVideoComponents", (0, 1200), size=(240, 70))
     b.connect(load, 0, parts, "video")
@@ -258,33 +249,9 @@ def video_replace(b: WorkflowBuilder) -> dict:
     plan = b.add("MIMOPlanROI", (1160, 800), size=(320, 130), **size)
     b.connect(render, "motion", plan, "motion")
     b.connect(decompose, "scene", plan, "scene")
-    identity = b.add("MIMOIdentityEncode", (420, 120), size=(320, 150), **size)
-    b.connect(loader, 0, identity, "mimo_model")
-    b.connect(ref, "IMAGE", identity, "reference")
-    b.connect(matte, 0, identity, "mask")
-    scene = b.add("MIMOSceneEncode", (420, 320), size=(320, 110), **size)
-    b.connect(loader, 0, scene, "mimo_model")
-    b.connect(plan, "scene", scene, "scene")
-    sampler = b.add("MIMOSampler", (800, 120), size=(320, 330), **size, seed=42, steps=4, cfg=3.5,
-                    context_frames=24, overlap=4)
-    b.connect(loader, 0, sampler, "mimo_model")
-    b.connect(identity, "identity", sampler, "identity")
-    b.connect(plan, "motion", sampler, "motion")
-    b.connect(scene, 0, sampler, "scene")
-    decode = b.add("VAEDecode", (1160, 120), size=(200, 50))
-    b.connect(sampler, 0, decode, "samples")
-    b.connect(vae, 0, decode, "vae")
-    comp = b.add("MIMOComposite", (1160, 220), size=(300, 170), feather=0.1)
-    b.connect(decode, 0, comp, "generated")
-    b.connect(plan, "roi", comp, "roi")
-    b.connect(decompose, "scene", comp, "scene")
-    b.connect(parts, "images", comp, "video")
-    b.connect(decompose, "occluders", comp, "occlusion")
-    video = b.add("CreateVideo", (1500, 220), size=(240, 80))
-    b.connect(comp, 0, video, "images")
-    b.connect(parts, "fps", video, "fps")
-    save = b.add("SaveVideo", (1780, 120), size=(360, 360), filename_prefix="mimo/video_replace")
-    b.connect(video, 0, save, "video")
+    _, decode = _sample(b, c, size, (plan, "motion"), scene_frames=(plan, "scene"))
+    _composite_and_save(b, decode, plan, (decompose, "scene"), (parts, "images"), (decompose, "occluders"),
+                        (parts, "fps"), "mimo/video_replace")
     shown = b.add("PreviewImage", (1160, 1000), size=(240, 260), title="Motion renders")
     b.connect(render, "motion", shown, "images")
     human = b.add("MaskPreview", (800, 1200), size=(240, 260), title="Person mask")
@@ -298,17 +265,24 @@ BUILDERS = {"mimo_demo_tiny.json": demo_tiny, "mimo_amass_demo_body.json": amass
             "mimo_template_replace.json": template_replace, "mimo_video_replace.json": video_replace}
 
 
-def main() -> None:
+@contextmanager
+def tiny_server():
+    """The pinned ComfyUI with this pack and the tiny weights, in a temporary run folder."""
     pack = load_pack()
     tiny = __import__(f"{pack.__name__}.models.tiny", fromlist=["write_tiny_weights"])
     with tempfile.TemporaryDirectory() as tmp:
         models = Path(tmp) / "models"
         tiny.write_tiny_weights(models)
         with ComfyServer(provision_comfyui(), REPO_ROOT, models_dir=models, run_dir=Path(tmp) / "run") as server:
-            info = server.object_info()
-            for name, build in BUILDERS.items():
-                (WORKFLOWS / name).write_text(json.dumps(build(WorkflowBuilder(info)), indent=1) + "\n")
-                print(WORKFLOWS / name)
+            yield server
+
+
+def main() -> None:
+    with tiny_server() as server:
+        info = server.object_info()
+        for name, build in BUILDERS.items():
+            (WORKFLOWS / name).write_text(json.dumps(build(WorkflowBuilder(info)), indent=1) + "\n")
+            print(WORKFLOWS / name)
 
 
 if __name__ == "__main__":
