@@ -5,13 +5,13 @@ import logging
 import os
 
 import comfy.model_management as mm
-import comfy.utils
 import torch
 from comfy_api.latest import io
 
 from ..models.decompose import inpaint as inpaint_lib
 from ..models.decompose import occlusion as occ_lib
 from .folders import NONE, file_options, resolve
+from .runtime import model_step, progress_callback, video_frames
 from .types import CATEGORY
 
 log = logging.getLogger("MIMO")
@@ -31,54 +31,6 @@ OUT_HARD = "hard"
 OUT_SOFT = "soft (feathered)"
 OUTPUTS = [OUT_HARD, OUT_SOFT]
 OCC_NONE = "none (skip)"
-
-
-def _files(key: str, with_none: bool = False) -> list[str]:
-    try:
-        return file_options(key, with_none)
-    except KeyError:  # folder not registered (should not happen once the pack has loaded)
-        return [NONE]
-
-
-def _reporter(what: str):
-    """A progress callback (done, total) for one step (``what``) driving a ComfyUI progress bar; each
-    call is also a cancel point."""
-    bar = {"bar": None, "total": 0}
-
-    def report(done: int, total: int) -> None:
-        mm.throw_exception_if_processing_interrupted()
-        if bar["bar"] is None:
-            log.info("MIMO: %s ...", what)
-        if bar["bar"] is None or bar["total"] != total:
-            bar["bar"], bar["total"] = comfy.utils.ProgressBar(max(1, total)), total
-        bar["bar"].update_absolute(min(done, total), max(1, total))
-
-    return report
-
-
-def _make_room(path: str) -> None:
-    """Before loading a model: ask ComfyUI to evict other models from the GPU to make room for it."""
-    device = mm.get_torch_device()
-    if device.type != "cpu":
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            size = 0
-        mm.free_memory(3 * size + mm.minimum_inference_memory(), device)
-
-
-def _done() -> None:
-    """After a model was used: its memory back (the library functions free the model itself)."""
-    mm.soft_empty_cache()
-
-
-def _frames(video: torch.Tensor, what: str = "video") -> torch.Tensor:
-    if not isinstance(video, torch.Tensor) or video.ndim != 4 or video.shape[-1] not in (3, 4):
-        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
-        raise ValueError(f"'{what}' must be an IMAGE batch [frames, height, width, 3], got {shape}.")
-    if video.shape[0] < 1:
-        raise ValueError(f"'{what}' has no frames.")
-    return video[..., :3].float().cpu()
 
 
 def _propainter_dir() -> str:
@@ -153,36 +105,28 @@ def _occluders(frames, human, depth, *, sam2_path, tracking, candidates, output,
     if (tracking == TRACK_SAM2 or candidates == CAND_SAM2) and sam2_path is None:
         raise ValueError("Choose a SAM 2 model (models/sam2) for SAM 2 tracking or SAM 2 candidates, or set "
                          f"tracking to '{TRACK_STATIC}' / '{TRACK_PER_FRAME}' and candidates to '{CAND_DEPTH}'.")
-    device = mm.get_torch_device()
     track = {TRACK_STATIC: "static", TRACK_PER_FRAME: "per-frame"}.get(tracking)
     if track is None:
         from ..models.decompose.track import track_objects
 
-        report = _reporter("tracking occluders")
+        report = progress_callback("tracking occluders")
 
         def track(x, masks_at):
-            _make_room(sam2_path)
-            try:
+            with model_step(sam2_path) as device:
                 return track_objects(x, sam2_path, masks_at, True, device=device, progress=report)
-            finally:
-                _done()
 
     keys = occ_lib.search_frames(human, rules, track)
     found = "depth"
     if candidates == CAND_SAM2:
-        _make_room(sam2_path)
-        report = _reporter("SAM 2 automatic masks")
-        try:
-            with occ_lib.sam2_proposer(sam2_path, device=device) as propose:
-                found = {}
-                for j, i in enumerate(keys):
-                    found[i] = propose(frames[i].numpy(), _depth_map(depth, i), (human[i] > 0.5).numpy())
-                    report(j + 1, len(keys))
-        finally:
-            _done()
+        report = progress_callback("SAM 2 automatic masks")
+        with model_step(sam2_path) as device, occ_lib.sam2_proposer(sam2_path, device=device) as propose:
+            found = {}
+            for j, i in enumerate(keys):
+                found[i] = propose(frames[i].numpy(), _depth_map(depth, i), (human[i] > 0.5).numpy())
+                report(j + 1, len(keys))
     return occ_lib.occluder_masks(frames, human, depth, keyframes=keys, candidates=found, track=track,
                                   soft=output == OUT_SOFT, feather=feather, rules=rules, body_masks=body,
-                                  progress=_reporter("occluders"))
+                                  progress=progress_callback("occluders"))
 
 
 def _depth_map(depth: torch.Tensor, i: int):
@@ -219,7 +163,7 @@ class MIMOOcclusionLayer(io.ComfyNode):
                 io.Mask.Input("human_mask", tooltip="The person's mask per frame (MIMO Track Human)."),
                 io.Image.Input("depth", tooltip="Relative inverse depth per frame, larger = nearer (MIMO Estimate "
                                                 "Depth; any depth IMAGE where near is bright)."),
-                io.Combo.Input("sam2_model", options=_files(SAM2_KEY, with_none=True),
+                io.Combo.Input("sam2_model", options=file_options(SAM2_KEY, with_none=True),
                                tooltip="SAM 2 checkpoint in models/sam2, for tracking (and for SAM 2 candidates). "
                                        "Not needed with static / per-frame tracking and depth candidates."),
                 io.Combo.Input("tracking", options=TRACKING, default=TRACK_SAM2,
@@ -246,7 +190,7 @@ class MIMOOcclusionLayer(io.ComfyNode):
     @classmethod
     def execute(cls, video, human_mask, depth, sam2_model, tracking, candidates, output, feather, nearer_ratio,
                 min_pixels_small, min_pixels_large, max_keyframes, keyframe_gap, body_mask=None) -> io.NodeOutput:
-        frames = _frames(video)
+        frames = video_frames(video)
         _check_same_clip(frames, human_mask, "human_mask")
         _check_same_clip(frames, depth, "depth")
         needs_sam2 = tracking == TRACK_SAM2 or candidates == CAND_SAM2
@@ -295,12 +239,12 @@ class MIMOInpaintScene(io.ComfyNode):
     def execute(cls, video=None, masks=None, method="auto", dilate=4, window=0, scene=None) -> io.NodeOutput:
         if scene is not None:
             return io.NodeOutput(scene)
-        frames = _frames(video)
+        frames = video_frames(video)
         _check_same_clip(frames, masks, "masks")
         out = inpaint_lib.inpaint_scene(frames, masks, method=method, dilate=dilate, window=window,
                                         propainter_weights=_propainter_dir(), device=mm.get_torch_device(),
-                                        progress=_reporter("inpainting"))
-        _done()
+                                        progress=progress_callback("inpainting"))
+        mm.soft_empty_cache()
         return io.NodeOutput(out.to(mm.intermediate_device()))
 
 
@@ -317,10 +261,10 @@ class MIMODecomposeVideo(io.ComfyNode):
                         "Estimate Depth, MIMO Occlusion Layer and MIMO Inpaint Scene.",
             inputs=[
                 io.Image.Input("video", tooltip="The video frames (the official decomposition works at up to 720p)."),
-                io.Combo.Input("sam2_model", options=_files(SAM2_KEY),
+                io.Combo.Input("sam2_model", options=file_options(SAM2_KEY),
                                tooltip="SAM 2 checkpoint in models/sam2 (official .pt or ComfyUI .safetensors, any "
                                        "size), for the person and the occluders."),
-                io.Combo.Input("depth_model", options=_files(DEPTH_KEY),
+                io.Combo.Input("depth_model", options=file_options(DEPTH_KEY),
                                tooltip="Depth Anything V2 checkpoint in models/depthanything (.pth or "
                                        ".safetensors); only needed for the occluders."),
                 io.Int.Input("depth_size", default=518, min=14, max=2044, step=14,
@@ -350,29 +294,22 @@ class MIMODecomposeVideo(io.ComfyNode):
         from ..models.decompose.depth import estimate_depth
         from ..models.decompose.track import track_human
 
-        frames = _frames(video)
+        frames = video_frames(video)
         n, h, w = frames.shape[:3]
-        device = mm.get_torch_device()
         sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2")
         want_occ = occluders != OCC_NONE
         depth_path = resolve(DEPTH_KEY, depth_model, "Depth Anything V2") if want_occ else None
 
-        _make_room(sam2_path)
-        try:
+        with model_step(sam2_path) as device:
             human = track_human(frames, sam2_path, mask=first_frame_mask, device=device,
-                                progress=_reporter("tracking the person"))
-        finally:
-            _done()
+                                progress=progress_callback("tracking the person"))
         if not bool((human > 0.5).any()):
             log.warning("MIMO Decompose Video: the person was not found in any frame.")
 
         if want_occ:
-            _make_room(depth_path)
-            try:
+            with model_step(depth_path) as device:
                 depth = estimate_depth(frames, depth_path, input_size=depth_size, device=device,
-                                       progress=_reporter("depth"))
-            finally:
-                _done()
+                                       progress=progress_callback("depth"))
             occ = _occluders(frames, human, depth, sam2_path=sam2_path, tracking=TRACK_SAM2, candidates=occluders,
                              output=output, feather=feather, rules=occ_lib.OcclusionRules())
         else:
@@ -380,8 +317,8 @@ class MIMODecomposeVideo(io.ComfyNode):
             occ = torch.zeros(n, h, w)
 
         scene = inpaint_lib.inpaint_scene(frames, human, method=method, dilate=dilate, window=window,
-                                          propainter_weights=_propainter_dir(), device=device,
-                                          progress=_reporter("inpainting"))
-        _done()
+                                          propainter_weights=_propainter_dir(), device=mm.get_torch_device(),
+                                          progress=progress_callback("inpainting"))
+        mm.soft_empty_cache()
         cpu = mm.intermediate_device()
         return io.NodeOutput(human.float().to(cpu), scene.to(cpu), occ.float().to(cpu), _depth_image(depth).to(cpu))

@@ -2,16 +2,14 @@
 the video decomposition, as thin wrappers over ``models/decompose/track.py`` and ``depth.py``."""
 
 import logging
-import os
 
 import comfy.model_management as mm
-import comfy.utils
-import torch
 from comfy_api.latest import io
 
 from ..models.decompose import depth as depth_lib
 from ..models.decompose import track as track_lib
-from .folders import NONE, file_options, resolve
+from .folders import file_options, resolve
+from .runtime import model_step, progress_callback, video_frames
 from .types import CATEGORY
 
 log = logging.getLogger("MIMO")
@@ -22,50 +20,11 @@ FORWARD, BACKWARD = "forward (prompt on the first frame)", "backward (prompt on 
 MASK_AS_MASK, MASK_AS_POINTS = "mask", "10 points (official)"
 
 
-def _options(key: str) -> list[str]:
-    try:
-        return file_options(key)
-    except KeyError:  # folder not registered yet
-        return [NONE]
-
-
 def _model_file(key: str, name: str, what: str, hint: str) -> str:
     try:
         return resolve(key, name, what)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"{e}\n{hint}") from None
-
-
-def _video(video: torch.Tensor) -> torch.Tensor:
-    if not isinstance(video, torch.Tensor) or video.ndim != 4 or video.shape[-1] not in (3, 4):
-        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
-        raise ValueError(f"'video' must be an IMAGE batch [frames, height, width, 3], got {shape}.")
-    return video[..., :3].float().cpu()
-
-
-def _progress():
-    """A (done, total) callback driving a ComfyUI progress bar; every call is a cancel point."""
-    state = {"bar": None, "total": 0}
-
-    def report(done: int, total: int) -> None:
-        mm.throw_exception_if_processing_interrupted()
-        if state["bar"] is None or state["total"] != total:
-            state["bar"], state["total"] = comfy.utils.ProgressBar(max(1, total)), total
-        state["bar"].update_absolute(min(done, total), max(1, total))
-
-    return report
-
-
-def _make_room(path: str) -> torch.device:
-    """ComfyUI's device, after asking its memory manager to evict other models for this one."""
-    device = mm.get_torch_device()
-    if device.type != "cpu":
-        try:
-            size = os.path.getsize(path)
-        except OSError:
-            size = 0
-        mm.free_memory(3 * size + mm.minimum_inference_memory(), device)
-    return device
 
 
 class MIMOTrackHuman(io.ComfyNode):
@@ -84,7 +43,7 @@ class MIMOTrackHuman(io.ComfyNode):
                         "not a person detector. Needs the 'sam2' package (see README).",
             inputs=[
                 io.Image.Input("video", tooltip="The video frames."),
-                io.Combo.Input("sam2_model", options=_options(SAM2_KEY),
+                io.Combo.Input("sam2_model", options=file_options(SAM2_KEY),
                                tooltip="A SAM 2 checkpoint in models/sam2. Official MIMO uses sam2_hiera_large.pt; "
                                        "tiny/small are much faster on CPU."),
                 io.Mask.Input("mask", optional=True,
@@ -114,17 +73,16 @@ class MIMOTrackHuman(io.ComfyNode):
     @classmethod
     def execute(cls, video, sam2_model, mask=None, points="", negative_points="", box="", direction=FORWARD,
                 mask_prompt=MASK_AS_MASK) -> io.NodeOutput:
-        frames = _video(video)
+        frames = video_frames(video)
         path = _model_file(SAM2_KEY, sam2_model, "SAM 2 model", track_lib.sam2_files_hint())
         pos, neg = track_lib.parse_points(points), track_lib.parse_points(negative_points)
         pts = pos + neg or None
         labels = [1] * len(pos) + [0] * len(neg) if pts else None
-        device = _make_room(path)
-        masks = track_lib.track_human(
-            frames, path, mask=mask, points=pts, labels=labels, box=track_lib.parse_box(box),
-            reverse=direction == BACKWARD, device=device,
-            mask_prompt="points" if mask_prompt == MASK_AS_POINTS else "mask", progress=_progress())
-        mm.soft_empty_cache()
+        with model_step(path) as device:
+            masks = track_lib.track_human(
+                frames, path, mask=mask, points=pts, labels=labels, box=track_lib.parse_box(box),
+                reverse=direction == BACKWARD, device=device,
+                mask_prompt="points" if mask_prompt == MASK_AS_POINTS else "mask", progress=progress_callback())
         return io.NodeOutput(masks.to(mm.intermediate_device()))
 
 
@@ -141,7 +99,7 @@ class MIMOEstimateDepth(io.ComfyNode):
                         "nearer, normalised to 0..1 per frame, as the official MIMO occlusion test uses it.",
             inputs=[
                 io.Image.Input("video", tooltip="The video frames."),
-                io.Combo.Input("depth_model", options=_options(DEPTH_KEY),
+                io.Combo.Input("depth_model", options=file_options(DEPTH_KEY),
                                tooltip="A Depth Anything V2 checkpoint in models/depthanything. Official MIMO uses "
                                        "vitl (CC-BY-NC weights); vits (Apache-2.0) is ~13x faster and enough to "
                                        "order objects."),
@@ -157,10 +115,9 @@ class MIMOEstimateDepth(io.ComfyNode):
 
     @classmethod
     def execute(cls, video, depth_model, input_size, batch=4) -> io.NodeOutput:
-        frames = _video(video)
+        frames = video_frames(video)
         path = _model_file(DEPTH_KEY, depth_model, "Depth Anything V2 model", depth_lib.depth_files_hint())
-        device = _make_room(path)
-        depth = depth_lib.estimate_depth(frames, path, input_size=input_size, device=device, chunk=batch,
-                                         progress=_progress())
-        mm.soft_empty_cache()
+        with model_step(path) as device:
+            depth = depth_lib.estimate_depth(frames, path, input_size=input_size, device=device, chunk=batch,
+                                             progress=progress_callback())
         return io.NodeOutput(depth[..., None].expand(-1, -1, -1, 3).contiguous().to(mm.intermediate_device()))

@@ -31,6 +31,15 @@ def _mask_for(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return m.clamp(0, 1)
 
 
+def prepared_reference(reference: torch.Tensor, mask: torch.Tensor | None):
+    """The first image of ``reference`` (with its matte) through the official preparation: uint8 [S,S,3]."""
+    if reference.shape[0] > 1:
+        log.warning("The reference batch has %d images: using the first.", reference.shape[0])
+    image = reference[0, ..., :3]
+    alpha = _mask_for(image, mask).cpu().numpy() if mask is not None else None
+    return prepare_reference(image_ops.to_uint8(image), alpha)
+
+
 class MIMOIdentityEncode(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -60,11 +69,7 @@ class MIMOIdentityEncode(io.ComfyNode):
     @classmethod
     def execute(cls, mimo_model, reference, width, height, mask=None) -> io.NodeOutput:
         pipeline.check_size(width, height)
-        if reference.shape[0] > 1:
-            log.warning("The reference batch has %d images: using the first.", reference.shape[0])
-        image = reference[0, ..., :3]
-        alpha = _mask_for(image, mask).cpu().numpy() if mask is not None else None
-        prepared = prepare_reference(image_ops.to_uint8(image), alpha)
+        prepared = prepared_reference(reference, mask)
         models = mimo_model.load("image_encoder", "vae", "reference_unet")
         identity = pipeline.encode_identity(models, prepared, width, height)
         preview = torch.from_numpy(prepared).float().div(255)[None]

@@ -29,7 +29,10 @@ def register_folders() -> None:
 
 
 def file_options(key: str, with_none: bool = False) -> list[str]:
-    names = folder_paths.get_filename_list(key)
+    try:
+        names = folder_paths.get_filename_list(key)
+    except KeyError:  # the folder is not registered yet (the pack registers its own before the schemas)
+        names = []
     return names + [NONE] if with_none else (names or [NONE])
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
-from ..models.body.skeleton import SKELETONS, SMPLH_JOINTS, SMPLH_PARENTS
+from ..models.body.skeleton import SMPLH_JOINTS, SMPLH_PARENTS
 from ..models.motion import load_amass, load_bvh, load_fbx, retarget, smplh_neutral_rest_joints
 from .types import CATEGORY, MIMOBody, MIMOMotion
 
@@ -194,13 +194,6 @@ class MIMOLoadMixamo(io.ComfyNode):
         if body is None:
             rest, parents, names = smplh_neutral_rest_joints(), SMPLH_PARENTS, SMPLH_JOINTS
         else:
-            rest = _rest_joints(body)
-            parents = getattr(body, "parents", None)
-            names = getattr(body, "joint_names", None)
-            if parents is None or names is None:
-                names, parents = next((v for v in SKELETONS.values() if len(v[1]) == len(rest)), (None, None))
-            if parents is None:
-                raise ValueError(f"The connected body has {len(rest)} joints; retargeting needs an SMPL-family "
-                                 "skeleton (24, 52 or 55 joints).")
+            rest, parents, names = _rest_joints(body), body.parents, body.joint_names
         motion = retarget(anim, rest, parents, target_names=names)
         return finish(motion, fps, start_frame, max_frames, file)

@@ -4,12 +4,12 @@ estimator (NLF TorchScript file in models/nlf, or the installed gvhmr package)."
 import logging
 
 import comfy.model_management as mm
-import comfy.utils
 from comfy_api.latest import io
 
 from ..models.motion.from_video import estimate_gvhmr, estimate_nlf, gvhmr_available
 from .folders import NONE, file_options, resolve
 from .motion import clip_outputs
+from .runtime import progress_callback
 from .types import CATEGORY, MIMOBody
 
 log = logging.getLogger("MIMO")
@@ -90,10 +90,8 @@ class MIMOMotionFromVideo(io.ComfyNode):
                                     rest_pelvis=rest_pelvis)
         else:
             path = resolve("nlf", estimator, "NLF model")
-            bar = comfy.utils.ProgressBar(video.shape[0])
             motion = estimate_nlf(video, path, fps, fov_degrees=fov, batch_size=batch_size, device=device,
-                                  rest_pelvis=rest_pelvis, source=f"nlf:{estimator}",
-                                  progress=lambda done, total: bar.update_absolute(done, total))
+                                  rest_pelvis=rest_pelvis, source=f"nlf:{estimator}", progress=progress_callback())
         mm.soft_empty_cache()
         log.info("Motion from video (%s): %d frames at %g fps, person found in %d.", estimator, motion.frames,
                  motion.fps, motion.meta.get("detected_frames", motion.frames))

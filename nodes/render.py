@@ -9,13 +9,26 @@ from .folders import NONE, file_options, resolve
 from .types import CATEGORY, MIMOBody, MIMOMotion, MIMOMotionCodes
 
 DEFAULT_PALETTE = "default (rest-pose colours)"
+
+
+def palette_input(tooltip: str) -> io.Combo.Input:
+    """The default colours, or an official ``sdc_info.npy`` from models/mimo."""
+    options = [DEFAULT_PALETTE] + [f for f in file_options("mimo", with_none=True) if f.endswith(".npy")]
+    return io.Combo.Input("palette", options=options, default=DEFAULT_PALETTE, tooltip=tooltip)
+
+
+def vertex_colours(palette: str, body) -> torch.Tensor:
+    """Per-vertex colours [V,3] of ``body`` for the chosen palette."""
+    if palette == DEFAULT_PALETTE:
+        return torch.as_tensor(default_palette(body.rest_vertices()), dtype=torch.float32)
+    path = resolve("mimo", palette, "Palette (sdc_info.npy)")
+    return torch.as_tensor(load_sdc_info(path, body.num_vertices), dtype=torch.float32)
 VIDEO_CAMERA = "motion (video camera)"
 
 
 class MIMORasterizeMotion(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        palettes = [DEFAULT_PALETTE] + [f for f in file_options("mimo", with_none=True) if f.endswith(".npy")]
         return io.Schema(
             node_id="MIMORasterizeMotion",
             display_name="MIMO Rasterize Motion",
@@ -42,8 +55,7 @@ class MIMORasterizeMotion(io.ComfyNode):
                                tooltip="Camera distance in metres; 0 fits the whole motion in the picture."),
                 io.Float.Input("focal", default=0.0, min=0.0, max=100000.0, step=10.0, round=0.1,
                                tooltip="Focal length in pixels; 0 uses the field of view (auto) or MIMO's (official)."),
-                io.Combo.Input("palette", options=palettes, default=DEFAULT_PALETTE,
-                               tooltip="Per-vertex colours. The released MIMO pose guider was trained on the official "
+                palette_input("Per-vertex colours. The released MIMO pose guider was trained on the official "
                                        "sdc_info.npy (put it in models/mimo; SMPL/SMPL-H bodies only). The default "
                                        "colours normalised rest-pose coordinates (x->R, y->G, z->B)."),
                 io.Boolean.Input("drop_hands", default=False,
@@ -72,10 +84,7 @@ class MIMORasterizeMotion(io.ComfyNode):
         device = mm.get_torch_device()
         body = body.to(device)
         vertices, _ = body.pose(motion.params(device))
-        if palette == DEFAULT_PALETTE:
-            colours = default_palette(body.rest_vertices())
-        else:
-            colours = load_sdc_info(resolve("mimo", palette, "Palette (sdc_info.npy)"), body.num_vertices)
+        colours = vertex_colours(palette, body)
         camera_info = None
         if camera == VIDEO_CAMERA:
             camera, camera_info = "motion", motion.meta.get("camera")
@@ -83,7 +92,7 @@ class MIMORasterizeMotion(io.ComfyNode):
                        distance=distance or None,
                        focal=focal or None, drop_vertices=body.hand_vertices if drop_hands else None,
                        supersample=supersample, device=device)
-        images, masks = render_motion(vertices, body.faces, torch.as_tensor(colours, dtype=torch.float32),
+        images, masks = render_motion(vertices, body.faces, colours,
                                       width, height, **options)
         codes = images
         if motion_codes and motion_codes != NONE:

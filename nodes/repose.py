@@ -7,13 +7,9 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
-from ..models import image_ops
-from ..models.reference_prep import prepare_reference
-from ..models.render import default_palette, load_sdc_info
 from ..models.repose import a_pose_render, repose
-from .encode import _mask_for, size_inputs
-from .folders import file_options, resolve
-from .render import DEFAULT_PALETTE
+from .encode import prepared_reference, size_inputs
+from .render import palette_input, vertex_colours
 from .types import CATEGORY, MIMOBody, MIMOModel
 
 log = logging.getLogger("MIMO")
@@ -22,7 +18,6 @@ log = logging.getLogger("MIMO")
 class MIMOCanonicalRepose(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        palettes = [DEFAULT_PALETTE] + [f for f in file_options("mimo", with_none=True) if f.endswith(".npy")]
         return io.Schema(
             node_id="MIMOCanonicalRepose",
             display_name="MIMO Canonical Repose",
@@ -43,8 +38,7 @@ class MIMOCanonicalRepose(io.ComfyNode):
                 io.Float.Input("cfg", default=3.5, min=1.0, max=20.0, step=0.1, round=0.01, tooltip="Guidance scale."),
                 io.Float.Input("arm_angle", default=45.0, min=0.0, max=90.0, step=1.0, round=0.1,
                                tooltip="Degrees the arms are lowered from the T-pose (45 = A-pose)."),
-                io.Combo.Input("palette", options=palettes, default=DEFAULT_PALETTE,
-                               tooltip="Per-vertex colours of the A-pose render; use the same as MIMO Rasterize Motion."),
+                palette_input("Per-vertex colours of the A-pose render; use the same as MIMO Rasterize Motion."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="The character's matte (1 = character), as for MIMO Identity Encode."),
             ],
@@ -57,16 +51,10 @@ class MIMOCanonicalRepose(io.ComfyNode):
                 mask=None) -> io.NodeOutput:
         if not enabled:
             return io.NodeOutput(reference, torch.zeros(1, height, width, 3))
-        image = reference[0, ..., :3]
-        alpha = _mask_for(image, mask).cpu().numpy() if mask is not None else None
-        prepared = prepare_reference(image_ops.to_uint8(image), alpha)
+        prepared = prepared_reference(reference, mask)
         device = mm.get_torch_device()
         body = body.to(device)
-        if palette == DEFAULT_PALETTE:
-            colours = default_palette(body.rest_vertices())
-        else:
-            colours = load_sdc_info(resolve("mimo", palette, "Palette (sdc_info.npy)"), body.num_vertices)
-        drive = a_pose_render(body, torch.as_tensor(colours, dtype=torch.float32), width, height, arm_angle, device)
+        drive = a_pose_render(body, vertex_colours(palette, body), width, height, arm_angle, device)
         models = mimo_model.load("image_encoder", "vae", "reference_unet", "denoiser", "pose_guider")
         out = repose(models, prepared, drive, width, height, steps=steps, cfg=cfg, seed=seed)
         to_image = lambda a: torch.from_numpy(a).float().div(255)  # noqa: E731

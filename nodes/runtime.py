@@ -1,6 +1,8 @@
 """ComfyUI integration of the library models: memory management, progress, cancel, previews."""
 
 import logging
+import os
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -72,3 +74,46 @@ class SamplerReporter:
             x0 = progress.denoised[:1]
             preview = self.previewer.decode_latent_to_preview_image("JPEG", x0)
         self.bar.update_absolute(progress.done, progress.total, preview)
+
+
+def progress_callback(what: str | None = None):
+    """A ``(done, total)`` callback driving a ComfyUI progress bar (a new bar when the total changes);
+    every call is also a cancel point."""
+    state = {"bar": None, "total": 0}
+
+    def report(done: int, total: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        if state["bar"] is None and what:
+            log.info("MIMO: %s ...", what)
+        if state["bar"] is None or state["total"] != total:
+            state["bar"], state["total"] = comfy.utils.ProgressBar(max(1, total)), total
+        state["bar"].update_absolute(min(done, total), max(1, total))
+
+    return report
+
+
+@contextmanager
+def model_step(path: str):
+    """Around a library call that loads and frees a model file: ComfyUI evicts other models for it
+    first (about 3x the file size), and the freed memory goes back after. Yields the device."""
+    device = mm.get_torch_device()
+    if device.type != "cpu":
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = 0
+        mm.free_memory(3 * size + mm.minimum_inference_memory(), device)
+    try:
+        yield device
+    finally:
+        mm.soft_empty_cache()
+
+
+def video_frames(video: torch.Tensor, what: str = "video") -> torch.Tensor:
+    """An IMAGE batch as float RGB on the CPU, or a clear error."""
+    if not isinstance(video, torch.Tensor) or video.ndim != 4 or video.shape[-1] not in (3, 4):
+        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise ValueError(f"'{what}' must be an IMAGE batch [frames, height, width, 3], got {shape}.")
+    if video.shape[0] < 1:
+        raise ValueError(f"'{what}' has no frames.")
+    return video[..., :3].float().cpu()

@@ -19,6 +19,7 @@ from comfy_api.latest import io, ui
 from ..models import composite as compositing
 from ..models import image_ops, roi
 from ..models.template import find_templates, is_template, load_template, write_template
+from .runtime import progress_callback
 from .types import CATEGORY, MIMORoi
 
 log = logging.getLogger("MIMO")
@@ -87,19 +88,6 @@ def _size_of(name: str, images: torch.Tensor, width: int, height: int, what: str
     if (w, h) != (width, height):
         raise ValueError(f"'{name}' is {w}x{h} but {what} is {width}x{height}: connect full frames of the same video "
                          "(resize them to that size if they come from elsewhere).")
-
-
-def _interruptible_progress(total: int):
-    import comfy.model_management as mm
-    import comfy.utils
-
-    bar = comfy.utils.ProgressBar(total)
-
-    def progress(done: int, total_: int) -> None:
-        mm.throw_exception_if_processing_interrupted()
-        bar.update_absolute(done, total_)
-
-    return progress
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -353,5 +341,5 @@ class MIMOComposite(io.ComfyNode):
         sc = lambda i: image_ops.to_uint8(scene[i if scene.shape[0] > 1 else 0, ..., :3])
         gen = lambda j: generated[j, ..., :3].detach().to("cpu", torch.float32).numpy()
         frames = compositing.composite(gen, plan, sc, vid if occ is not None else None, occ, feather=feather,
-                                       progress=_interruptible_progress(plan.crops))
+                                       progress=progress_callback())
         return io.NodeOutput(_to_tensor(frames))
