@@ -9,23 +9,14 @@ and the covered image fraction.
 """
 
 import argparse
-import importlib.util
 import json
 import math
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_pack():
-    spec = importlib.util.spec_from_file_location("_mimo_packload", ROOT / "tests" / "tools" / "packload.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.load_pack()
+from . import load_pack
 
 
 def cube_sphere(n: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,24 +8,15 @@ pipeline measured 0.892 s/step and 14.1 GiB peak at 784x784, 24 frames, fp16, cf
 """
 
 import argparse
-import importlib.util
 import json
 import resource
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_pack():
-    spec = importlib.util.spec_from_file_location("_mimo_packload", ROOT / "tests" / "tools" / "packload.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.load_pack()
+from . import load_pack
 
 
 def build_models(device: torch.device, dtype: torch.dtype):
