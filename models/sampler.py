@@ -113,14 +113,16 @@ def denoise(
     scheduler = make_scheduler()
     scheduler.set_timesteps(steps, device=device)
     windows = context_windows(frames, context_frames, overlap)
+    indices = [torch.tensor(idx, device=device) for idx in windows]  # the same windows at every step
+    counter = torch.zeros(frames, 1, 1, 1, device=device)
+    for index in indices:
+        counter.index_add_(0, index, torch.ones(len(index), 1, 1, 1, device=device))
     latents = noise.to(device, torch.float32) * scheduler.init_noise_sigma
 
     for step, t in enumerate(scheduler.timesteps):
         prediction = torch.zeros_like(latents)
-        counter = torch.zeros(frames, 1, 1, 1, device=device)
-        for w, idx in enumerate(windows):
-            index = torch.tensor(idx, device=device)
-            n = len(idx)
+        for w, index in enumerate(indices):
+            n = len(index)
             x = scheduler.scale_model_input(latents[index], t).to(dtype)
             s = scene.expand(frames, -1, -1, -1)[index] if scene.shape[0] == 1 else scene[index]
             x = torch.cat([x, s], dim=1)
@@ -133,7 +135,6 @@ def denoise(
                 uncond, cond_v = v.chunk(2)
                 v = uncond + cfg * (cond_v - uncond)
             prediction.index_add_(0, index, v)
-            counter.index_add_(0, index, torch.ones(n, 1, 1, 1, device=device))
             if callback is not None and w < len(windows) - 1:
                 callback(SamplerProgress(step, steps, w, len(windows)))
         out = scheduler.step(prediction / counter, t, latents)
