@@ -22,7 +22,6 @@ Kijai's convention) predict metres, which are inverted (1/d) first so the orient
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import re
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..memory import release
 from ..weights import CheckpointError, read_state_dict
 
 log = logging.getLogger("MIMO")
@@ -322,12 +322,7 @@ def estimate_depth(frames: torch.Tensor, model_path: str | Path, *, input_size: 
         return predict_depth(model, frames, input_size=input_size, chunk=chunk, normalize=normalize,
                              progress=progress)
     finally:
-        on_cuda = next(model.parameters()).device.type == "cuda"
-        model.to("cpu")
-        del model
-        gc.collect()
-        if on_cuda:
-            torch.cuda.empty_cache()
+        release(model)
 
 
 def depth_files_hint() -> str:

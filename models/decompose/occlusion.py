@@ -53,6 +53,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..memory import release
+
 log = logging.getLogger("MIMO")
 
 Mask = np.ndarray  # bool [H,W]
@@ -261,20 +263,13 @@ def sam2_mask_generator(sam2_model, **overrides):
 def sam2_proposer(model_path, *, device=None, image_size: int | None = None, **settings):
     """``with sam2_proposer(path) as propose:`` candidates from SAM 2's automatic mask generator with
     the user's SAM 2 weights (loaded by the pack's SAM 2 loader, freed on exit)."""
-    import gc
-
     from .track import load_sam2
 
     model = load_sam2(model_path, device=device, image_size=image_size)
     try:
         yield sam2_candidates(sam2_mask_generator(model, **settings))
     finally:
-        on_cuda = next(model.parameters()).device.type == "cuda"
-        model.to("cpu")
-        del model
-        gc.collect()
-        if on_cuda:
-            torch.cuda.empty_cache()
+        release(model)
 
 
 # ----------------------------------------------------------------------------- selection

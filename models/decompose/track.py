@@ -36,7 +36,6 @@ first mask is turned into 10 positive points picked evenly (row-major order) amo
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import math
 import re
@@ -48,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..memory import release
 from ..weights import CheckpointError
 
 log = logging.getLogger("MIMO")
@@ -270,15 +270,6 @@ def _device(device) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def _free(model) -> None:
-    device = next(model.parameters()).device
-    model.to("cpu")
-    del model
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 # ----------------------------------------------------------------------------- frames in memory
@@ -611,7 +602,7 @@ def track_human(frames: torch.Tensor, model_path: str | Path, *, mask: torch.Ten
             _propagate(model, state, frame_idx, reverse, out, [0], n, progress)
             del state
     finally:
-        _free(model)
+        release(model)
     return out.float()
 
 
@@ -661,7 +652,7 @@ def track_objects(frames: torch.Tensor, model_path: str | Path, masks_at: dict[i
                     _propagate(model, state, k, True, out, done, total, progress)
             del state
     finally:
-        _free(model)
+        release(model)
     return out.float()
 
 
