@@ -22,10 +22,10 @@ from . import load_pack
 def build_models(device: torch.device, dtype: torch.dtype):
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from mimo_pack.models.pipeline import MIMOModels
-    from mimo_pack.models.pose_guider import PoseGuider
-    from mimo_pack.models.tiny import sd_vae
-    from mimo_pack.models.unet import MIMOUNet, UNetConfig
+    from mimo_pack.models.generate.pipeline import MIMOModels
+    from mimo_pack.models.generate.pose_guider import PoseGuider
+    from mimo_pack.models.generate.tiny import sd_vae
+    from mimo_pack.models.generate.unet import MIMOUNet, UNetConfig
 
     torch.manual_seed(0)
     cfg = UNetConfig()
@@ -54,8 +54,8 @@ def main(argv=None) -> dict:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     load_pack()
-    from mimo_pack.models import pipeline
-    from mimo_pack.models.loading import DTYPES
+    from mimo_pack.models.generate import pipeline
+    from mimo_pack.models.generate.loading import DTYPES
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     models = build_models(device, dtype)

@@ -25,7 +25,7 @@ WORKFLOWS = REPO_ROOT / "workflows"
 DEMO_NOTE = """## MIMO tiny demo
 Runs anywhere (CPU included) in seconds with **tiny random weights**: the output is noise-like,
 the point is that every stage runs. Create them with `python -m devtools.run_demo` (it also runs
-this workflow) or call `models.tiny.write_tiny_weights(ComfyUI/models)`:
+this workflow) or call `models.generate.tiny.write_tiny_weights(ComfyUI/models)`:
 
 - `models/mimo/tiny/denoising_unet.pth`, `reference_unet.pth`, `pose_guider.pth`, `motion_module.pth`
 - `models/vae/mimo-tiny-vae.safetensors`
@@ -269,7 +269,7 @@ BUILDERS = {"mimo_demo_tiny.json": demo_tiny, "mimo_amass_demo_body.json": amass
 def tiny_server():
     """The pinned ComfyUI with this pack and the tiny weights, in a temporary run folder."""
     pack = load_pack()
-    tiny = __import__(f"{pack.__name__}.models.tiny", fromlist=["write_tiny_weights"])
+    tiny = __import__(f"{pack.__name__}.models.generate.tiny", fromlist=["write_tiny_weights"])
     with tempfile.TemporaryDirectory() as tmp:
         models = Path(tmp) / "models"
         tiny.write_tiny_weights(models)

@@ -38,11 +38,11 @@ def load_pack():
 def write_weights(models_dir: Path) -> None:
     pack = load_pack()
     try:
-        tiny = importlib.import_module(f"{pack.__name__}.models.tiny")
+        tiny = importlib.import_module(f"{pack.__name__}.models.generate.tiny")
     except ModuleNotFoundError as e:
-        if e.name != f"{pack.__name__}.models.tiny":
+        if e.name != f"{pack.__name__}.models.generate.tiny":
             raise
-        print("[run_demo] models/tiny.py not found: no tiny weights written", file=sys.stderr)
+        print("[run_demo] models/generate/tiny.py not found: no tiny weights written", file=sys.stderr)
         return
     tiny.write_tiny_weights(models_dir)
 

@@ -3,17 +3,17 @@
 from comfy_api.latest import ComfyExtension, io
 
 from .body import MIMOBodyModelLoader
-from .decompose import MIMODecomposeVideo, MIMOInpaintScene, MIMOOcclusionLayer
-from .decompose_models import MIMOEstimateDepth, MIMOTrackHuman
-from .encode import MIMOIdentityEncode, MIMOSceneEncode
+from .decompose.layers import MIMODecomposeVideo, MIMOInpaintScene, MIMOOcclusionLayer
+from .decompose.track_depth import MIMOEstimateDepth, MIMOTrackHuman
+from .generate.encode import MIMOIdentityEncode, MIMOSceneEncode
 from .folders import register_folders
-from .loader import MIMOModelLoader
-from .motion import MIMOLoadAMASS, MIMOLoadMixamo
-from .motion_video import MIMOMotionFromVideo
+from .generate.loader import MIMOModelLoader
+from .motion.files import MIMOLoadAMASS, MIMOLoadMixamo
+from .motion.video import MIMOMotionFromVideo
 from .render import MIMORasterizeMotion
-from .repose import MIMOCanonicalRepose
-from .sampler import MIMOSampler
-from .template import MIMOComposite, MIMOLoadTemplate, MIMOPlanROI, MIMOSaveTemplate
+from .generate.repose import MIMOCanonicalRepose
+from .generate.sampler import MIMOSampler
+from .composite.template import MIMOComposite, MIMOLoadTemplate, MIMOPlanROI, MIMOSaveTemplate
 
 NODES = [MIMOModelLoader, MIMOIdentityEncode, MIMOSceneEncode, MIMOSampler, MIMOBodyModelLoader,
          MIMOLoadAMASS, MIMOLoadMixamo, MIMORasterizeMotion]

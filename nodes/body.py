@@ -5,7 +5,7 @@ from comfy_api.latest import io
 
 from ..models.body import demo_body, load_body
 from .folders import resolve
-from .types import CATEGORY, MIMOBody
+from .types import CATEGORY_MODEL, MIMOBody
 
 DEMO = "demo body (built-in)"
 
@@ -20,7 +20,7 @@ class MIMOBodyModelLoader(io.ComfyNode):
         return io.Schema(
             node_id="MIMOBodyModelLoader",
             display_name="MIMO Body Model Loader",
-            category=CATEGORY,
+            category=CATEGORY_MODEL,
             description="The human body that motions are applied to and rendered from: an SMPL-family model "
                         "file or a licence-free built-in demo body.",
             inputs=[

@@ -6,7 +6,7 @@ from comfy_api.latest import io
 
 from ..models.render import default_palette, load_motion_codes, load_sdc_info, render_motion
 from .folders import NONE, file_options, resolve
-from .types import CATEGORY, MIMOBody, MIMOMotion, MIMOMotionCodes
+from .types import CATEGORY_MOTION, MIMOBody, MIMOMotion, MIMOMotionCodes
 
 DEFAULT_PALETTE = "default (rest-pose colours)"
 
@@ -32,7 +32,7 @@ class MIMORasterizeMotion(io.ComfyNode):
         return io.Schema(
             node_id="MIMORasterizeMotion",
             display_name="MIMO Rasterize Motion",
-            category=CATEGORY,
+            category=CATEGORY_MOTION,
             description="Poses the body frame by frame and rasterizes its per-vertex colours on black (flat, no "
                         "lighting), as MIMO's motion renders. Feed the images to MIMO Sampler's 'motion'.",
             inputs=[

@@ -13,8 +13,8 @@ import comfy.utils
 import latent_preview
 from comfy.latent_formats import SD15
 
-from ..models.pipeline import MIMOModels
-from ..models.sampler import SamplerProgress
+from ..models.generate.pipeline import MIMOModels
+from ..models.generate.sampler import SamplerProgress
 
 log = logging.getLogger("MIMO")
 

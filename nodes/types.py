@@ -6,7 +6,12 @@ MIMOModel = io.Custom("MIMO_MODEL")
 MIMOIdentity = io.Custom("MIMO_IDENTITY")
 MIMOScene = io.Custom("MIMO_SCENE")
 
-CATEGORY = "MIMO"
+# Node menu groups, one per MIMO stage.
+CATEGORY_MODEL = "MIMO/model"
+CATEGORY_MOTION = "MIMO/motion"
+CATEGORY_DECOMPOSE = "MIMO/decompose"
+CATEGORY_GENERATE = "MIMO/generate"
+CATEGORY_COMPOSITE = "MIMO/composite"
 MIMOBody = io.Custom("MIMO_BODY")
 MIMOMotion = io.Custom("MIMO_MOTION")
 MIMOMotionCodes = io.Custom("MIMO_MOTION_CODES")

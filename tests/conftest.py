@@ -44,11 +44,11 @@ def comfy_models_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def comfy_models_populated(comfy_models_dir):
-    """Hook: the tiny MIMO weights (models/tiny.py) in models/mimo, vae, clip_vision; the tiny SAM 2 and
+    """Hook: the tiny MIMO weights (models/generate/tiny.py) in models/mimo, vae, clip_vision; the tiny SAM 2 and
     Depth Anything files in models/sam2, depthanything; the scripted NLF stand-in (devtools/nlf_standin.py,
     not NLF) in models/nlf."""
     from mimo_pack.devtools.nlf_standin import STANDIN_NAME, write_nlf_standin
-    from mimo_pack.models import tiny
+    from mimo_pack.models.generate import tiny
     from mimo_pack.models.decompose.tiny_models import write_tiny_decompose_weights
 
     tiny.write_tiny_weights(comfy_models_dir)

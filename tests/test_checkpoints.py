@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mimo_pack.models import checkpoints as ck
-from mimo_pack.models import tiny
-from mimo_pack.models.loading import MIMOFiles, load_mimo_networks
+from mimo_pack.models.generate import checkpoints as ck
+from mimo_pack.models.generate import tiny
+from mimo_pack.models.generate.loading import MIMOFiles, load_mimo_networks
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ def test_body_loader_schema_and_tooltips(comfy_server):
     info = comfy_server.object_info(refresh=True)
     assert "MIMOBodyModelLoader" in info
     node = info["MIMOBodyModelLoader"]
-    assert node["output"] == ["MIMO_BODY"] and node["category"] == "MIMO"
+    assert node["output"] == ["MIMO_BODY"] and node["category"] == "MIMO/model"
     inputs = {**node["input"]["required"], **node["input"].get("optional", {})}
     assert list(inputs) == ["body_model"]
     kind, spec = inputs["body_model"]

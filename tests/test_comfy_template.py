@@ -9,7 +9,7 @@ import pytest
 from mimo_pack.devtools.comfy_host import PromptError
 from mimo_pack.devtools.demo_assets import TEMPLATE_NAME, template_frames, write_demo_assets
 from mimo_pack.devtools.workflow_to_api import to_api
-from mimo_pack.models.template import load_template
+from mimo_pack.models.composite.template import load_template
 
 pytestmark = pytest.mark.comfy
 WORKFLOW = Path(__file__).resolve().parents[1] / "workflows" / "mimo_template_replace.json"

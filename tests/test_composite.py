@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from mimo_pack.models import composite as cp
-from mimo_pack.models import roi
+from mimo_pack.models.composite import paste as cp
+from mimo_pack.models.composite import roi
 
 W, H = 200, 160
 A = (20, 100, 30, 110)

@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from mimo_pack.models import image_encoder as IE, image_ops, reference_prep as rp
+from mimo_pack.models.generate import image_encoder as IE, reference_prep as rp
+from mimo_pack.models import image_ops
 
 PARITY = Path(os.environ.get("MIMO_PARITY_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "parity"))
 CASES = ["case_a", "case_b"]

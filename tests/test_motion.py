@@ -239,7 +239,7 @@ def test_load_amass_node(comfy_server):
     write_smplh_g(folder / "01_01_poses.npz", frames=40, fps=120.0)
     np.savez(folder / "shape.npz", betas=np.zeros(16), gender=np.array("male"))
     info = comfy_server.object_info(refresh=True)["MIMOLoadAMASS"]
-    assert info["output"] == ["MIMO_MOTION", "FLOAT", "INT"] and info["category"] == "MIMO"
+    assert info["output"] == ["MIMO_MOTION", "FLOAT", "INT"] and info["category"] == "MIMO/motion"
     inputs = {**info["input"]["required"], **info["input"].get("optional", {})}
     assert all(spec[1].get("tooltip") for spec in inputs.values())
     options = combo_options(inputs["file"])

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mimo_pack.models import pipeline
+from mimo_pack.models.generate import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 # $MIMO_PARITY_DIR, else ../shared/parity beside the clone (CI), else this machine's /work/shared.

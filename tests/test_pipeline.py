@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from mimo_pack.models import pipeline, tiny
-from mimo_pack.models.loading import MIMOFiles, load_mimo
+from mimo_pack.models.generate import pipeline, tiny
+from mimo_pack.models.generate.loading import MIMOFiles, load_mimo
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mimo_pack.models import image_ops, reference_prep as rp
+from mimo_pack.models import image_ops
+from mimo_pack.models.generate import reference_prep as rp
 
 PARITY = Path(os.environ.get("MIMO_PARITY_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "parity"))
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from mimo_pack.models import repose, tiny
+from mimo_pack.models.generate import repose, tiny
 from mimo_pack.models.body import demo_body
-from mimo_pack.models.loading import MIMOFiles, load_mimo
+from mimo_pack.models.generate.loading import MIMOFiles, load_mimo
 from mimo_pack.models.render import default_palette
 
 

@@ -6,7 +6,7 @@ Every expected value here is worked out by hand from the official rules; boxes a
 import numpy as np
 import pytest
 
-from mimo_pack.models import roi
+from mimo_pack.models.composite import roi
 
 W, H = 200, 160
 A = (20, 100, 30, 110)  # 80x80, area 6400

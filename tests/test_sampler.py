@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from mimo_pack.models import sampler as S
-from mimo_pack.models.attention import ReferenceContext
-from mimo_pack.models.tiny import tiny_networks
+from mimo_pack.models.generate import sampler as S
+from mimo_pack.models.generate.attention import ReferenceContext
+from mimo_pack.models.generate.tiny import tiny_networks
 
 
 def test_windows_match_the_official_uniform_schedule():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mimo_pack.devtools.demo_assets import template_frames, write_demo_template
-from mimo_pack.models import template as tp
+from mimo_pack.models.composite import template as tp
 
 H, W = 48, 64
 

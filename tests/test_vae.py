@@ -13,7 +13,8 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from mimo_pack.models.weights import CheckpointError
-from mimo_pack.models import image_ops, vae as V
+from mimo_pack.models import image_ops
+from mimo_pack.models.generate import vae as V
 
 PARITY = Path(os.environ.get("MIMO_PARITY_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "parity"))
 N_BLOCKS = 2

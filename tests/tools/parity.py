@@ -41,9 +41,9 @@ def run_case(case_dir: Path, dtype: torch.dtype = torch.float32) -> dict:
     pack = load_pack()
     from importlib import import_module
 
-    loading = import_module(f"{pack.__name__}.models.loading")
-    pipeline = import_module(f"{pack.__name__}.models.pipeline")
-    prep = import_module(f"{pack.__name__}.models.reference_prep")
+    loading = import_module(f"{pack.__name__}.models.generate.loading")
+    pipeline = import_module(f"{pack.__name__}.models.generate.pipeline")
+    prep = import_module(f"{pack.__name__}.models.generate.reference_prep")
 
     case = json.loads((case_dir / "case.json").read_text())
     data = load_file(str(case_dir / "case.safetensors"))

@@ -4,12 +4,12 @@ from pathlib import Path
 
 from comfy_api.latest import io
 
-from ..models.image_encoder import image_encoder_from_state_dict
-from ..models.loading import MIMOFiles, load_mimo, pick_dtype
-from ..models.vae import vae_from_state_dict
-from .folders import NONE, file_options, resolve
-from .runtime import MIMOHandle, compute_dtype
-from .types import CATEGORY, MIMOModel
+from ...models.generate.image_encoder import image_encoder_from_state_dict
+from ...models.generate.loading import MIMOFiles, load_mimo, pick_dtype
+from ...models.generate.vae import vae_from_state_dict
+from ..folders import NONE, file_options, resolve
+from ..runtime import MIMOHandle, compute_dtype
+from ..types import CATEGORY_MODEL, MIMOModel
 
 SLOTS = [
     ("denoising_unet", "Denoising 3D UNet (denoising_unet.pth). It may also hold the motion-module weights."),
@@ -32,7 +32,7 @@ class MIMOModelLoader(io.ComfyNode):
         return io.Schema(
             node_id="MIMOModelLoader",
             display_name="MIMO Model Loader",
-            category=CATEGORY,
+            category=CATEGORY_MODEL,
             description="Loads MIMO's released networks (Alibaba, 2025) with the SD1.5 VAE and the "
                         "sd-image-variations CLIP image encoder.",
             inputs=[

@@ -6,11 +6,11 @@ import logging
 import comfy.model_management as mm
 from comfy_api.latest import io
 
-from ..models.decompose import depth as depth_lib
-from ..models.decompose import track as track_lib
-from .folders import file_options, resolve
-from .runtime import model_step, progress_callback, video_frames
-from .types import CATEGORY
+from ...models.decompose import depth as depth_lib
+from ...models.decompose import track as track_lib
+from ..folders import file_options, resolve
+from ..runtime import model_step, progress_callback, video_frames
+from ..types import CATEGORY_DECOMPOSE
 
 log = logging.getLogger("MIMO")
 
@@ -33,7 +33,7 @@ class MIMOTrackHuman(io.ComfyNode):
         return io.Schema(
             node_id="MIMOTrackHuman",
             display_name="MIMO Track Human (SAM 2)",
-            category=CATEGORY,
+            category=CATEGORY_DECOMPOSE,
             description="The person's mask in every frame with the SAM 2 video predictor (weights from "
                         "models/sam2: sam2.1_hiera_*.pt, sam2_hiera_*.pt or ComfyUI's .safetensors, any size; the "
                         "architecture is read from the file). Prompt with a first-frame mask from any node "
@@ -92,7 +92,7 @@ class MIMOEstimateDepth(io.ComfyNode):
         return io.Schema(
             node_id="MIMOEstimateDepth",
             display_name="MIMO Estimate Depth (Depth Anything V2)",
-            category=CATEGORY,
+            category=CATEGORY_DECOMPOSE,
             description="Relative depth of every frame with Depth Anything V2 (transformers' implementation; "
                         "weights from models/depthanything: the original depth_anything_v2_vit{s,b,l}.pth or "
                         "ComfyUI's depth_anything_v2_*.safetensors). Output: inverse depth, larger (brighter) = "

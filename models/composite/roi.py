@@ -5,7 +5,7 @@ renders (SDC frames: body colours on black) every frame gets a box; consecutive 
 grouped into clips that share one box (the union of their boxes), and a new clip starts when
 the union has grown so much that an earlier frame of the clip covers less than half of it.
 Each later clip re-includes the last (up to) four frames of the previous one, cropped with the
-new box, so the paste-back can cross-fade them (``models/composite.py``).
+new box, so the paste-back can cross-fade them (``paste.py``).
 
 Rules, as the official code (mimo_official.md §1.5, trap 12):
 

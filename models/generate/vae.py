@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL
 from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
-from .weights import read_state_dict
+from ..weights import read_state_dict
 
 log = logging.getLogger("MIMO")
 

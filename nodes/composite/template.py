@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from ..models import composite as compositing
-from ..models import image_ops, roi
-from ..models.template import find_templates, is_template, load_template, write_template
-from .runtime import progress_callback
-from .types import CATEGORY, MIMORoi
+from ...models.composite import paste as compositing
+from ...models import image_ops
+from ...models.composite import roi
+from ...models.composite.template import find_templates, is_template, load_template, write_template
+from ..runtime import progress_callback
+from ..types import CATEGORY_COMPOSITE, MIMORoi
 
 log = logging.getLogger("MIMO")
 
@@ -98,7 +99,7 @@ class MIMOLoadTemplate(io.ComfyNode):
         return io.Schema(
             node_id="MIMOLoadTemplate",
             display_name="MIMO Load Template",
-            category=CATEGORY,
+            category=CATEGORY_COMPOSITE,
             description="Loads an official MIMO video template (the folders of the official assets / "
                         "video_decomp): vid.mp4, sdc.mp4, bk.mp4, optional occ.mp4 and mask.mp4, and config.json. "
                         "Frames are resampled to the template's fps and cut to its time_crop as the official "
@@ -164,7 +165,7 @@ class MIMOSaveTemplate(io.ComfyNode):
         return io.Schema(
             node_id="MIMOSaveTemplate",
             display_name="MIMO Save Template",
-            category=CATEGORY,
+            category=CATEGORY_COMPOSITE,
             description=f"Writes an official-format MIMO template into output/{TEMPLATES_DIR}/<name>/: vid.mp4, "
                         "sdc.mp4, bk.mp4 (+ occ.mp4, mask.mp4) as H.264 and config.json (fps, time_crop over the "
                         "whole clip). The official run_edit.py and MIMO Load Template read it.",
@@ -240,7 +241,7 @@ class MIMOPlanROI(io.ComfyNode):
         return io.Schema(
             node_id="MIMOPlanROI",
             display_name="MIMO Plan ROI",
-            category=CATEGORY,
+            category=CATEGORY_COMPOSITE,
             description="The official human-centred crop of the editing mode: finds the body in every motion frame, "
                         "groups frames into clips that share a square box (a new clip when the box would grow too "
                         "much; each later clip repeats the previous clip's last 4 frames for a cross-fade), and "
@@ -290,7 +291,7 @@ class MIMOComposite(io.ComfyNode):
         return io.Schema(
             node_id="MIMOComposite",
             display_name="MIMO Composite",
-            category=CATEGORY,
+            category=CATEGORY_COMPOSITE,
             description="Pastes the generated crops back into the full frames as the official run_edit.py: un-pad, "
                         "paste at the clip box, feathered alpha over the full-frame scene (no feather on sides that "
                         "touch the frame border), occluder pixels of the original video on top, cross-fade of the "

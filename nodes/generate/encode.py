@@ -6,9 +6,10 @@ import torch
 import torch.nn.functional as F
 from comfy_api.latest import io
 
-from ..models import image_ops, pipeline
-from ..models.reference_prep import prepare_reference
-from .types import CATEGORY, MIMOIdentity, MIMOModel, MIMOScene
+from ...models import image_ops
+from ...models.generate import pipeline
+from ...models.generate.reference_prep import prepare_reference
+from ..types import CATEGORY_GENERATE, MIMOIdentity, MIMOModel, MIMOScene
 
 log = logging.getLogger("MIMO")
 
@@ -46,7 +47,7 @@ class MIMOIdentityEncode(io.ComfyNode):
         return io.Schema(
             node_id="MIMOIdentityEncode",
             display_name="MIMO Identity Encode",
-            category=CATEGORY,
+            category=CATEGORY_GENERATE,
             description="Prepares the character picture as the official release does (matte on white, crop to "
                         "the character +5% vertically, pad to a square) and encodes it: CLIP image embedding and "
                         "ReferenceNet tokens.",
@@ -82,7 +83,7 @@ class MIMOSceneEncode(io.ComfyNode):
         return io.Schema(
             node_id="MIMOSceneEncode",
             display_name="MIMO Scene Encode",
-            category=CATEGORY,
+            category=CATEGORY_GENERATE,
             description="VAE-encodes the scene behind the character (posterior mean x 0.18215, one latent per "
                         "frame). Leave 'scene' unconnected for a plain white background (the official "
                         "animation mode).",

@@ -8,11 +8,11 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
-from ..models.decompose import inpaint as inpaint_lib
-from ..models.decompose import occlusion as occ_lib
-from .folders import NONE, file_options, resolve
-from .runtime import model_step, progress_callback, video_frames
-from .types import CATEGORY
+from ...models.decompose import inpaint as inpaint_lib
+from ...models.decompose import occlusion as occ_lib
+from ..folders import NONE, file_options, resolve
+from ..runtime import model_step, progress_callback, video_frames
+from ..types import CATEGORY_DECOMPOSE
 
 log = logging.getLogger("MIMO")
 
@@ -107,7 +107,7 @@ def _occluders(frames, human, depth, *, sam2_path, tracking, candidates, output,
                          f"tracking to '{TRACK_STATIC}' / '{TRACK_PER_FRAME}' and candidates to '{CAND_DEPTH}'.")
     track = {TRACK_STATIC: "static", TRACK_PER_FRAME: "per-frame"}.get(tracking)
     if track is None:
-        from ..models.decompose.track import track_objects
+        from ...models.decompose.track import track_objects
 
         report = progress_callback("tracking occluders")
 
@@ -153,7 +153,7 @@ class MIMOOcclusionLayer(io.ComfyNode):
         return io.Schema(
             node_id="MIMOOcclusionLayer",
             display_name="MIMO Occlusion Layer",
-            category=CATEGORY,
+            category=CATEGORY_DECOMPOSE,
             description="The objects in front of the person, per frame (MIMO's occluder layer): on keyframes where "
                         "the person's mask is cut into pieces, regions nearer than the person that overlap the body "
                         "are kept (official rules), then tracked through the clip both ways. Composite them over "
@@ -212,7 +212,7 @@ class MIMOInpaintScene(io.ComfyNode):
         return io.Schema(
             node_id="MIMOInpaintScene",
             display_name="MIMO Inpaint Scene",
-            category=CATEGORY,
+            category=CATEGORY_DECOMPOSE,
             description="The scene behind the person: the masked pixels of every frame filled in (MIMO's scene "
                         "layer, bk.mp4). Feed it to MIMO Scene Encode and the compositing. Objects in front of "
                         "the person stay in the scene, as in the official decomposition.",
@@ -254,7 +254,7 @@ class MIMODecomposeVideo(io.ComfyNode):
         return io.Schema(
             node_id="MIMODecomposeVideo",
             display_name="MIMO Decompose Video",
-            category=CATEGORY,
+            category=CATEGORY_DECOMPOSE,
             description="The whole MIMO decomposition in one node: the person's mask (SAM 2), depth (Depth Anything "
                         "V2), the objects in front of the person and the scene behind it. Each model is loaded "
                         "only for its step and freed after it. For finer control use MIMO Track Human, MIMO "
@@ -291,8 +291,8 @@ class MIMODecomposeVideo(io.ComfyNode):
     @classmethod
     def execute(cls, video, sam2_model, depth_model, depth_size, occluders, output, feather, method, dilate, window,
                 first_frame_mask=None) -> io.NodeOutput:
-        from ..models.decompose.depth import estimate_depth
-        from ..models.decompose.track import track_human
+        from ...models.decompose.depth import estimate_depth
+        from ...models.decompose.track import track_human
 
         frames = video_frames(video)
         n, h, w = frames.shape[:3]

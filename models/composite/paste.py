@@ -1,6 +1,6 @@
 """Paste-back of the official MIMO editing mode (run_edit.py; mimo_official.md §1.6, trap 13).
 
-The sampler returns N square frames, one per crop of the ROI plan (``models/roi.py``). For every
+The sampler returns N square frames, one per crop of the ROI plan (``roi.py``). For every
 clip k and every frame i of its context, in order:
 
 1. ``uint8(frame * 255)`` (truncation), PIL bicubic resize to the padded square size;

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import image_ops
+from .. import image_ops
 from .image_encoder import encode_image
 from .pose_guider import PoseGuider
 from .reference_prep import clip_pixel_values

@@ -3,10 +3,11 @@
 import torch
 from comfy_api.latest import io
 
-from ..models import image_ops, pipeline
-from ..models.sampler import context_windows
-from .runtime import SamplerReporter
-from .types import CATEGORY, MIMOIdentity, MIMOModel, MIMOScene
+from ...models import image_ops
+from ...models.generate import pipeline
+from ...models.generate.sampler import context_windows
+from ..runtime import SamplerReporter
+from ..types import CATEGORY_GENERATE, MIMOIdentity, MIMOModel, MIMOScene
 
 
 class MIMOSampler(io.ComfyNode):
@@ -15,7 +16,7 @@ class MIMOSampler(io.ComfyNode):
         return io.Schema(
             node_id="MIMOSampler",
             display_name="MIMO Sampler",
-            category=CATEGORY,
+            category=CATEGORY_GENERATE,
             description="Generates the character performing the motion over the scene: v-prediction DDIM "
                         "(zero terminal SNR) over overlapping context windows, as the official pipeline.",
             inputs=[

@@ -6,11 +6,11 @@ import logging
 import comfy.model_management as mm
 from comfy_api.latest import io
 
-from ..models.motion.from_video import estimate_gvhmr, estimate_nlf, gvhmr_available
-from .folders import NONE, file_options, resolve
-from .motion import clip_outputs
-from .runtime import progress_callback
-from .types import CATEGORY, MIMOBody
+from ...models.motion.from_video import estimate_gvhmr, estimate_nlf, gvhmr_available
+from ..folders import NONE, file_options, resolve
+from .files import clip_outputs
+from ..runtime import progress_callback
+from ..types import CATEGORY_MOTION, MIMOBody
 
 log = logging.getLogger("MIMO")
 
@@ -30,7 +30,7 @@ class MIMOMotionFromVideo(io.ComfyNode):
         return io.Schema(
             node_id="MIMOMotionFromVideo",
             display_name="MIMO Motion From Video",
-            category=CATEGORY,
+            category=CATEGORY_MOTION,
             description="Estimates the 3D motion (SMPL parameters) of the main person in a video and keeps the "
                         "video's camera, so MIMO Rasterize Motion with the camera 'motion (video camera)' draws "
                         "the body right over the person in the source video.",

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
-from ..models.body.skeleton import SMPLH_JOINTS, SMPLH_PARENTS
-from ..models.motion import load_amass, load_bvh, load_fbx, retarget, smplh_neutral_rest_joints
-from .types import CATEGORY, MIMOBody, MIMOMotion
+from ...models.body.skeleton import SMPLH_JOINTS, SMPLH_PARENTS
+from ...models.motion import load_amass, load_bvh, load_fbx, retarget, smplh_neutral_rest_joints
+from ..types import CATEGORY_MOTION, MIMOBody, MIMOMotion
 
 log = logging.getLogger("MIMO")
 
@@ -117,7 +117,7 @@ class MIMOLoadAMASS(io.ComfyNode):
         return io.Schema(
             node_id="MIMOLoadAMASS",
             display_name="MIMO Load AMASS Motion",
-            category=CATEGORY,
+            category=CATEGORY_MOTION,
             description="Loads an AMASS motion (.npz: SMPL+H G '*_poses.npz' or SMPL-X '*_stageii.npz') from "
                         "ComfyUI's input folder, turns it from AMASS's Z-up world to the pack's Y-up world, "
                         "resamples and trims it.",
@@ -159,7 +159,7 @@ class MIMOLoadMixamo(io.ComfyNode):
         return io.Schema(
             node_id="MIMOLoadMixamo",
             display_name="MIMO Load Mixamo Motion",
-            category=CATEGORY,
+            category=CATEGORY_MOTION,
             description="Loads a Mixamo animation (FBX, binary or ASCII, or BVH) from ComfyUI's input folder and "
                         "retargets it onto the SMPL skeleton (world-space rotation change from the rig's rest "
                         "pose; steps scaled by leg length; feet on the floor at y = 0).",

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
-from .weights import read_state_dict
+from ..weights import read_state_dict
 
 log = logging.getLogger("MIMO")
 

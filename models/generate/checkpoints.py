@@ -14,7 +14,7 @@ import torch
 
 from .pose_guider import PoseGuider
 from .unet import MIMOUNet, UNetConfig
-from .weights import CheckpointError, read_state_dict
+from ..weights import CheckpointError, read_state_dict
 
 log = logging.getLogger("MIMO")
 

@@ -7,10 +7,10 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
-from ..models.repose import a_pose_render, repose
+from ...models.generate.repose import a_pose_render, repose
 from .encode import prepared_reference, size_inputs
-from .render import palette_input, vertex_colours
-from .types import CATEGORY, MIMOBody, MIMOModel
+from ..render import palette_input, vertex_colours
+from ..types import CATEGORY_GENERATE, MIMOBody, MIMOModel
 
 log = logging.getLogger("MIMO")
 
@@ -21,7 +21,7 @@ class MIMOCanonicalRepose(io.ComfyNode):
         return io.Schema(
             node_id="MIMOCanonicalRepose",
             display_name="MIMO Canonical Repose",
-            category=CATEGORY,
+            category=CATEGORY_GENERATE,
             description="Turns the character into a standard A-pose by driving MIMO with one A-pose body render on "
                         "white (the paper's canonical appearance transfer; the official release skipped it). "
                         "Connect the result to MIMO Identity Encode (without a mask: it is already on white).",

@@ -78,6 +78,46 @@ def encode_pose(pose_guider: PoseGuider, pose: torch.Tensor, chunk: int = 16) ->
     return torch.cat([pose_guider(pose[i:i + chunk].to(device, dtype)) for i in range(0, pose.shape[0], chunk)])
 
 
+class WindowPredictor:
+    """The guided velocity of one context window: everything a window needs that is fixed for the
+    whole video (reference K/V, CLIP context, pose features, scene) is prepared once here.
+
+    This is the seam between the step loop (``denoise``) and where windows are computed: the local
+    loop calls it window after window; other executors (e.g. several devices) hold one each."""
+
+    def __init__(self, unet: MIMOUNet, reference_kv: dict[str, ReferenceKV], clip_embeds: torch.Tensor,
+                 pose_features: torch.Tensor, scene_latents: torch.Tensor, cfg: float):
+        frames = pose_features.shape[0]
+        if scene_latents.shape[0] not in (1, frames):
+            raise ValueError(f"The scene has {scene_latents.shape[0]} frames but the motion has {frames}: "
+                             "give one scene frame per motion frame, or a single frame.")
+        self.unet, self.reference_kv, self.cfg = unet, reference_kv, cfg
+        self.device, self.dtype = unet.conv_in.weight.device, unet.dtype
+        self.guided = cfg > 1.0
+        cond = clip_embeds.to(self.device, self.dtype).reshape(1, 1, -1)
+        self.context = torch.cat([torch.zeros_like(cond), cond]) if self.guided else cond
+        self.pose_features = pose_features.to(self.device, self.dtype)
+        self.scene = scene_latents.to(self.device, self.dtype)
+        self.frames = frames
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, index: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x: scheduler-scaled latents of the window [n,4,h,w]; index: its frame indices [n]; -> v float32."""
+        n = len(index)
+        x = x.to(self.device, self.dtype)
+        s = self.scene.expand(self.frames, -1, -1, -1)[index] if self.scene.shape[0] == 1 else self.scene[index]
+        x = torch.cat([x, s], dim=1)
+        p = self.pose_features[index]
+        if self.guided:
+            x, p = torch.cat([x, x]), torch.cat([p, p])
+        v = self.unet(x, t, self.context, frames=n, pose_features=p,
+                      reference=ReferenceContext(self.reference_kv, plain_rows=n if self.guided else 0)).float()
+        if self.guided:
+            uncond, cond_v = v.chunk(2)
+            v = uncond + self.cfg * (cond_v - uncond)
+        return v
+
+
 @torch.no_grad()
 def denoise(
     unet: MIMOUNet,
@@ -97,18 +137,11 @@ def denoise(
     clip_embeds [1,D]; pose_features [F,C0,h,w]; scene_latents [F,4,h,w] or [1,4,h,w] (static);
     noise [F,4,h,w] (the initial latents).
     """
-    device, dtype = unet.conv_in.weight.device, unet.dtype
     frames = noise.shape[0]
     if pose_features.shape[0] != frames:
         raise ValueError(f"{pose_features.shape[0]} motion frames for {frames} latent frames.")
-    if scene_latents.shape[0] not in (1, frames):
-        raise ValueError(f"The scene has {scene_latents.shape[0]} frames but the motion has {frames}: "
-                         "give one scene frame per motion frame, or a single frame.")
-    guided = cfg > 1.0
-    cond = clip_embeds.to(device, dtype).reshape(1, 1, -1)
-    context = torch.cat([torch.zeros_like(cond), cond]) if guided else cond
-    pose_features = pose_features.to(device, dtype)
-    scene = scene_latents.to(device, dtype)
+    predict = WindowPredictor(unet, reference_kv, clip_embeds, pose_features, scene_latents, cfg)
+    device = predict.device
 
     scheduler = make_scheduler()
     scheduler.set_timesteps(steps, device=device)
@@ -122,18 +155,7 @@ def denoise(
     for step, t in enumerate(scheduler.timesteps):
         prediction = torch.zeros_like(latents)
         for w, index in enumerate(indices):
-            n = len(index)
-            x = scheduler.scale_model_input(latents[index], t).to(dtype)
-            s = scene.expand(frames, -1, -1, -1)[index] if scene.shape[0] == 1 else scene[index]
-            x = torch.cat([x, s], dim=1)
-            p = pose_features[index]
-            if guided:
-                x, p = torch.cat([x, x]), torch.cat([p, p])
-            v = unet(x, t, context, frames=n, pose_features=p,
-                     reference=ReferenceContext(reference_kv, plain_rows=n if guided else 0)).float()
-            if guided:
-                uncond, cond_v = v.chunk(2)
-                v = uncond + cfg * (cond_v - uncond)
+            v = predict(scheduler.scale_model_input(latents[index], t), index, t)
             prediction.index_add_(0, index, v)
             if callback is not None and w < len(windows) - 1:
                 callback(SamplerProgress(step, steps, w, len(windows)))

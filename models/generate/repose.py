@@ -7,9 +7,10 @@ import math
 import numpy as np
 import torch
 
-from . import image_ops, pipeline
-from .body.params import PoseParams
-from .render import render_motion
+from .. import image_ops
+from . import pipeline
+from ..body.params import PoseParams
+from ..render import render_motion
 
 LEFT_SHOULDER, RIGHT_SHOULDER = 15, 16  # body_pose rows of SMPL joints 16 and 17
 A_POSE_DEGREES = 45.0

@@ -1,0 +1,1 @@
+"""Around the generator: official templates, human-centred ROI clips, and the paste-back into the footage."""

@@ -1,0 +1,1 @@
+"""Compositing nodes: templates, ROI planning, paste-back."""

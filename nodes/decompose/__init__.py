@@ -1,0 +1,1 @@
+"""Decomposition nodes: tracking, depth, occluders, scene inpainting."""

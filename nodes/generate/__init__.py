@@ -1,0 +1,1 @@
+"""Generator nodes: model loading, identity/scene encoding, sampling, canonical repose."""
