@@ -51,15 +51,6 @@ class MIMOHandle:
         return mm.get_torch_device()
 
 
-def compute_dtype(precision: str, pick) -> torch.dtype:
-    device = mm.get_torch_device()
-    dtype = pick(precision, device)
-    if device.type == "cpu" and dtype == torch.float16:
-        log.warning("fp16 is not supported for computing on the CPU: using fp32.")
-        dtype = torch.float32
-    return dtype
-
-
 class SamplerReporter:
     """Progress bar per window (each update is also a cancel point) and a latent preview per step."""
 

@@ -276,8 +276,7 @@ class MIMOPlanROI(io.ComfyNode):
         _frames_of("scene", scene, n)
         _size_of("scene", scene, w, h, "the motion")
         motion_u8 = _uint8(motion)
-        plan = roi.plan_clips(motion_u8)
-        plan.work_width, plan.work_height = width, height
+        plan = roi.plan_clips(motion_u8, work_size=(width, height))
         log.info("MIMO ROI plan: %s", plan.describe())
         motion_crops = roi.crop(plan, motion_u8, roi.BLACK, width, height).frames
         del motion_u8
