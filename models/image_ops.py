@@ -161,8 +161,8 @@ def check_size(images, width: int, height: int, what: str, against: str) -> None
     """That the input ``what`` has ``width`` x ``height`` frames, as ``against`` has."""
     h, w = images.shape[-3:-1] if images.ndim == 4 else images.shape[-2:]
     if (w, h) != (width, height):
-        raise ValueError(f"'{what}' is {w}x{h} but {against} is {width}x{height}: connect full frames of the same video "
-                         "(resize them to that size if they come from elsewhere).")
+        raise ValueError(f"'{what}' is {w}x{h} but {against} is {width}x{height}: connect full frames of the same "
+                         "video (resize them to that size if they come from elsewhere).")
 
 
 # ----------------------------------------------------------------------------- the generator's inputs

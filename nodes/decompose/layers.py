@@ -308,4 +308,5 @@ class MIMODecomposeVideo(io.ComfyNode):
                                           progress=progress_callback("inpainting"))
         mm.soft_empty_cache()
         cpu = mm.intermediate_device()
-        return io.NodeOutput(human.float().to(cpu), scene.to(cpu), occ.float().to(cpu), image_ops.grey_image(depth).to(cpu))
+        return io.NodeOutput(human.float().to(cpu), scene.to(cpu), occ.float().to(cpu),
+                             image_ops.grey_image(depth).to(cpu))
