@@ -178,8 +178,6 @@ class MIMOOcclusionLayer(io.ComfyNode):
     def execute(cls, video, human_mask, depth, sam2_model, tracking, candidates, output, feather, nearer_ratio,
                 min_pixels_small, min_pixels_large, max_keyframes, keyframe_gap, body_mask=None) -> io.NodeOutput:
         frames = image_ops.as_frames(video, "input 'video'")
-        image_ops.check_count(human_mask, frames.shape[0], "human_mask")
-        image_ops.check_count(depth, frames.shape[0], "depth")
         needs_sam2 = tracking == TRACK_SAM2 or candidates == CAND_SAM2
         if needs_sam2 and (not sam2_model or sam2_model == NONE):
             raise ValueError(f"tracking '{tracking}' / candidates '{candidates}' need a SAM 2 model: choose one in "
@@ -227,7 +225,6 @@ class MIMOInpaintScene(io.ComfyNode):
         if scene is not None:
             return io.NodeOutput(scene)
         frames = image_ops.as_frames(video, "input 'video'")
-        image_ops.check_count(masks, frames.shape[0], "masks")
         out = inpaint_lib.inpaint_scene(frames, masks, method=method, dilate=dilate, window=window,
                                         propainter_weights=_propainter_dir(), device=mm.get_torch_device(),
                                         progress=progress_callback("inpainting"))
