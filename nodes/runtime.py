@@ -98,13 +98,3 @@ def model_step(path: str):
         yield device
     finally:
         mm.soft_empty_cache()
-
-
-def video_frames(video: torch.Tensor, what: str = "video") -> torch.Tensor:
-    """An IMAGE batch as float RGB on the CPU, or a clear error."""
-    if not isinstance(video, torch.Tensor) or video.ndim != 4 or video.shape[-1] not in (3, 4):
-        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
-        raise ValueError(f"'{what}' must be an IMAGE batch [frames, height, width, 3], got {shape}.")
-    if video.shape[0] < 1:
-        raise ValueError(f"'{what}' has no frames.")
-    return video[..., :3].float().cpu()

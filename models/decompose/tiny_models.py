@@ -5,7 +5,7 @@ file layouts, for tests and demos (random weights: the masks and depths they giv
   size (default 256 instead of 1024, ~16x faster), saved as the official ``{"model": sd}`` ``.pt`` and
   as a flat ``.safetensors`` (ComfyUI's layout; fp16 by default, as ComfyUI's fp16 files). The input
   size is recorded in the file (``.pt`` key / safetensors metadata ``image_size``), which
-  ``track.load_sam2`` reads; real checkpoints record nothing and run at 1024.
+  ``sam2_build.load_sam2`` reads; real checkpoints record nothing and run at 1024.
 * Depth Anything V2: a 4-layer, 64-wide DINOv2 + DPT head (same key layout as vits..vitg), saved in
   the original layout (``pretrained.*`` / ``depth_head.*``) as ``.pth`` and ``.safetensors``, or in the
   transformers layout.
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
+from .. import image_ops
 from . import depth as depth_lib
-from . import track as track_lib
+from . import sam2_build
 
 TINY_SAM2_SIZE = 256
 TINY_DEPTH = dict(hidden=64, layers=4, fusion=16, channels=[8, 16, 32, 64], grid=37)
@@ -26,14 +27,14 @@ TINY_DEPTH = dict(hidden=64, layers=4, fusion=16, channels=[8, 16, 32, 64], grid
 
 def sam2_file_stem(size: str = "t", version: str = "2.1") -> str:
     """The official file name stem, e.g. ``sam2.1_hiera_tiny`` / ``sam2_hiera_large``."""
-    return f"{'sam2.1' if version == '2.1' else 'sam2'}_hiera_{track_lib.SIZE_NAMES[size]}"
+    return f"{'sam2.1' if version == '2.1' else 'sam2'}_hiera_{sam2_build.SIZE_NAMES[size]}"
 
 
 def tiny_sam2_state_dict(size: str = "t", version: str = "2.1", image_size: int = TINY_SAM2_SIZE,
                          seed: int = 0) -> dict[str, torch.Tensor]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = track_lib.build_sam2(track_lib.sam2_config_name(size, version), image_size=image_size)
+        model = sam2_build.build_sam2(sam2_build.sam2_config_name(size, version), image_size=image_size)
     return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
 
@@ -50,11 +51,11 @@ def write_tiny_sam2(folder: str | Path, *, size: str = "t", version: str = "2.1"
     written = {}
     if "pt" in layouts:
         written["pt"] = folder / f"{stem}.pt"
-        torch.save({"model": sd, track_lib.META_IMAGE_SIZE: image_size}, written["pt"])
+        torch.save({"model": sd, sam2_build.META_IMAGE_SIZE: image_size}, written["pt"])
     if "safetensors" in layouts:
         written["safetensors"] = folder / f"{stem}.safetensors"
         save_file({k: v.to(safetensors_dtype) if v.is_floating_point() else v for k, v in sd.items()},
-                  str(written["safetensors"]), metadata={track_lib.META_IMAGE_SIZE: str(image_size)})
+                  str(written["safetensors"]), metadata={sam2_build.META_IMAGE_SIZE: str(image_size)})
     return written
 
 
@@ -135,7 +136,7 @@ def person_clip(frames: int = 6, height: int = 64, width: int = 96, step: int = 
         frame[m] = torch.tensor([0.95, 0.15, 0.1])
         out.append(frame)
         masks.append(m.float())
-    return (torch.stack(out) * 255).round() / 255, torch.stack(masks)
+    return image_ops.to_image(image_ops.uint8_frames(torch.stack(out))), torch.stack(masks)
 
 
 def write_tiny_decompose_weights(models_dir: str | Path, seed: int = 0) -> dict[str, Path]:

@@ -59,6 +59,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import image_ops
 from . import rotations as rot
 from .amass import DEFAULT_REST_PELVIS
 from .motion import Motion
@@ -91,26 +92,14 @@ class PersonEstimate:
 
 
 # ----------------------------------------------------------------------------------------------- frames
-def video_shape(frames) -> tuple[int, int, int]:
-    """(frames, height, width) of a video given as [F,H,W,3] (ComfyUI IMAGE: float 0..1, or uint8)."""
-    shape = tuple(frames.shape)
-    if len(shape) == 3:
-        shape = (1,) + shape
-    if len(shape) != 4 or shape[-1] not in (3, 4):
-        raise EstimatorError(f"The video must be frames [F,H,W,3] (an IMAGE batch), got shape {tuple(frames.shape)}.")
-    if shape[0] < 1 or shape[1] < 8 or shape[2] < 8:
-        raise EstimatorError(f"The video has {shape[0]} frames of {shape[2]}x{shape[1]} pixels; it needs at least "
-                             "one frame of 8x8 pixels or more.")
-    return shape[0], shape[1], shape[2]
-
-
-def frames_uint8(frames, start: int, end: int, device=None) -> torch.Tensor:
-    """Frames start..end-1 as uint8 [n,3,H,W] (RGB; float input 0..1 is rounded, not truncated)."""
-    chunk = torch.as_tensor(frames[start:end] if frames.ndim == 4 else frames[None])
-    chunk = chunk[..., :3]
-    if chunk.dtype != torch.uint8:
-        chunk = (chunk.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
-    return chunk.permute(0, 3, 1, 2).contiguous().to(device)
+def _video(frames):
+    """The video as a 4-D batch (a single image is one frame) and its (frames, height, width), checked
+    by ``image_ops.frame_shape`` (at least 8x8 pixels); a bad shape is an EstimatorError."""
+    try:
+        n, h, w = image_ops.frame_shape(frames, single_ok=True, min_side=8)
+    except ValueError as e:
+        raise EstimatorError(str(e)) from None
+    return (frames[None] if frames.ndim == 3 else frames), n, h, w
 
 
 # ----------------------------------------------------------------------------------------------- camera
@@ -281,7 +270,7 @@ def estimate_nlf(frames, model, fps: float, *, fov_degrees: float | None = None,
     each chunk."""
     if not fps > 0:
         raise EstimatorError(f"The video's fps must be positive, got {fps}.")
-    n, h, w = video_shape(frames)
+    frames, n, h, w = _video(frames)
     own = not hasattr(model, "detect_smpl_batched")
     device = torch.device(device or "cpu")
     if own:
@@ -296,7 +285,8 @@ def estimate_nlf(frames, model, fps: float, *, fov_degrees: float | None = None,
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 end = min(n, start + batch_size)
-                out = _detect(model, frames_uint8(frames, start, end, device), K)
+                images = torch.from_numpy(image_ops.uint8_frames(frames, start, end))
+                out = _detect(model, images.permute(0, 3, 1, 2).contiguous().to(device), K)
                 missing = [k for k in NLF_OUTPUT_KEYS if not isinstance(out, dict) or k not in out]
                 if missing:
                     raise EstimatorError(f"The NLF model's output lacks {', '.join(missing)} (expected the dict of "
@@ -365,7 +355,7 @@ def write_video(frames, path, fps: float) -> Path:
     the right / bottom (pixel coordinates of the picture are unchanged)."""
     import av
 
-    n, h, w = video_shape(frames)
+    frames, n, h, w = _video(frames)
     pw, ph = w + (w % 2), h + (h % 2)
     path = Path(path)
     with av.open(str(path), mode="w") as container:
@@ -373,7 +363,7 @@ def write_video(frames, path, fps: float) -> Path:
         stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
         stream.options = {"crf": "12", "preset": "veryfast"}
         for start in range(0, n, 32):
-            chunk = frames_uint8(frames, start, min(n, start + 32)).permute(0, 2, 3, 1)
+            chunk = torch.from_numpy(image_ops.uint8_frames(frames, start, start + 32))
             if (pw, ph) != (w, h):
                 chunk = torch.nn.functional.pad(chunk.permute(0, 3, 1, 2).float(), (0, pw - w, 0, ph - h),
                                                 mode="replicate").to(torch.uint8).permute(0, 2, 3, 1)
@@ -403,7 +393,7 @@ def estimate_gvhmr(frames, fps: float, *, fov_degrees: float | None = None, stat
         raise EstimatorError(f"The video's fps must be positive, got {fps}.")
     import gvhmr
 
-    n, h, w = video_shape(frames)
+    frames, n, h, w = _video(frames)
     f_px = focal_from_fov(w, h, float(fov_degrees)) if fov_degrees else None
     with tempfile.TemporaryDirectory(prefix="mimo_gvhmr_", dir=work_dir) as tmp:
         video = write_video(frames, os.path.join(tmp, "video.mp4"), fps)

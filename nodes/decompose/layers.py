@@ -8,10 +8,12 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
+from ...models import image_ops
 from ...models.decompose import inpaint as inpaint_lib
 from ...models.decompose import occlusion as occ_lib
+from ...models.decompose import sam2_masks
 from ..folders import NONE, file_options, resolve
-from ..runtime import model_step, progress_callback, video_frames
+from ..runtime import model_step, progress_callback
 from ..types import CATEGORY_DECOMPOSE
 
 log = logging.getLogger("MIMO")
@@ -119,30 +121,15 @@ def _occluders(frames, human, depth, *, sam2_path, tracking, candidates, output,
     found = "depth"
     if candidates == CAND_SAM2:
         report = progress_callback("SAM 2 automatic masks")
-        with model_step(sam2_path) as device, occ_lib.sam2_proposer(sam2_path, device=device) as propose:
+        maps = image_ops.as_maps(depth, frames, "depth")
+        with model_step(sam2_path) as device, sam2_masks.sam2_proposer(sam2_path, device=device) as propose:
             found = {}
             for j, i in enumerate(keys):
-                found[i] = propose(frames[i].numpy(), _depth_map(depth, i), (human[i] > 0.5).numpy())
+                found[i] = propose(frames[i].numpy(), maps[i].numpy(), (human[i] > 0.5).numpy())
                 report(j + 1, len(keys))
     return occ_lib.occluder_masks(frames, human, depth, keyframes=keys, candidates=found, track=track,
                                   soft=output == OUT_SOFT, feather=feather, rules=rules, body_masks=body,
                                   progress=progress_callback("occluders"))
-
-
-def _depth_map(depth: torch.Tensor, i: int):
-    d = depth[min(i, len(depth) - 1)]
-    return (d[..., 0] if d.ndim == 3 else d).float().cpu().numpy()
-
-
-def _check_same_clip(frames: torch.Tensor, other: torch.Tensor, what: str) -> None:
-    if other.shape[0] not in (1, frames.shape[0]):
-        raise ValueError(f"'{what}' has {other.shape[0]} frames but the video has {frames.shape[0]}: connect the "
-                         "output of the same clip (same frame count).")
-
-
-def _depth_image(depth: torch.Tensor) -> torch.Tensor:
-    """[F,H,W] -> a grey IMAGE [F,H,W,3]."""
-    return depth.float().clamp(0, 1)[..., None].expand(*depth.shape, 3).contiguous()
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -190,9 +177,7 @@ class MIMOOcclusionLayer(io.ComfyNode):
     @classmethod
     def execute(cls, video, human_mask, depth, sam2_model, tracking, candidates, output, feather, nearer_ratio,
                 min_pixels_small, min_pixels_large, max_keyframes, keyframe_gap, body_mask=None) -> io.NodeOutput:
-        frames = video_frames(video)
-        _check_same_clip(frames, human_mask, "human_mask")
-        _check_same_clip(frames, depth, "depth")
+        frames = image_ops.as_frames(video, "input 'video'")
         needs_sam2 = tracking == TRACK_SAM2 or candidates == CAND_SAM2
         if needs_sam2 and (not sam2_model or sam2_model == NONE):
             raise ValueError(f"tracking '{tracking}' / candidates '{candidates}' need a SAM 2 model: choose one in "
@@ -200,7 +185,7 @@ class MIMOOcclusionLayer(io.ComfyNode):
                              f"'{TRACK_PER_FRAME}' with candidates '{CAND_DEPTH}' (no model).")
         sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2") if needs_sam2 else None
         rules = _rules(nearer_ratio, min_pixels_small, min_pixels_large, max_keyframes, keyframe_gap)
-        human = occ_lib._per_frame(human_mask, frames, "human mask")
+        human = image_ops.as_masks(human_mask, frames, "human mask")
         occ = _occluders(frames, human, depth, sam2_path=sam2_path, tracking=tracking, candidates=candidates,
                          output=output, feather=feather, rules=rules, body=body_mask)
         return io.NodeOutput(occ.float().to(mm.intermediate_device()))
@@ -239,8 +224,7 @@ class MIMOInpaintScene(io.ComfyNode):
     def execute(cls, video=None, masks=None, method="auto", dilate=4, window=0, scene=None) -> io.NodeOutput:
         if scene is not None:
             return io.NodeOutput(scene)
-        frames = video_frames(video)
-        _check_same_clip(frames, masks, "masks")
+        frames = image_ops.as_frames(video, "input 'video'")
         out = inpaint_lib.inpaint_scene(frames, masks, method=method, dilate=dilate, window=window,
                                         propainter_weights=_propainter_dir(), device=mm.get_torch_device(),
                                         progress=progress_callback("inpainting"))
@@ -294,7 +278,7 @@ class MIMODecomposeVideo(io.ComfyNode):
         from ...models.decompose.depth import estimate_depth
         from ...models.decompose.track import track_human
 
-        frames = video_frames(video)
+        frames = image_ops.as_frames(video, "input 'video'")
         n, h, w = frames.shape[:3]
         sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2")
         want_occ = occluders != OCC_NONE
@@ -321,4 +305,5 @@ class MIMODecomposeVideo(io.ComfyNode):
                                           progress=progress_callback("inpainting"))
         mm.soft_empty_cache()
         cpu = mm.intermediate_device()
-        return io.NodeOutput(human.float().to(cpu), scene.to(cpu), occ.float().to(cpu), _depth_image(depth).to(cpu))
+        return io.NodeOutput(human.float().to(cpu), scene.to(cpu), occ.float().to(cpu),
+                             image_ops.grey_image(depth).to(cpu))
