@@ -13,8 +13,9 @@ import comfy.utils
 import latent_preview
 from comfy.latent_formats import SD15
 
+from ..models.generate import memory_modes
 from ..models.generate.pipeline import MIMOModels
-from ..models.generate.sampler import SamplerProgress
+from ..models.generate.sampler import SamplerPlan, SamplerProgress
 
 log = logging.getLogger("MIMO")
 
@@ -42,20 +43,43 @@ class MIMOHandle:
             for name in NETWORKS
         }
 
-    def load(self, *names: str) -> MIMOModels:
-        mm.load_models_gpu([self.patchers[n] for n in names])
+    def load(self, *names: str, memory_required: int = 0) -> MIMOModels:
+        mm.load_models_gpu([self.patchers[n] for n in names], memory_required=memory_required)
         return self.models
 
-    @property
-    def device(self) -> torch.device:
-        return mm.get_torch_device()
+    def keep_only(self, *names: str) -> None:
+        """Low-VRAM mode: every other model (ours and ComfyUI's) leaves the GPU before denoising."""
+        device = mm.get_torch_device()
+        if device.type == "cpu":
+            return
+        keep = [lm for lm in mm.current_loaded_models if lm.model in [self.patchers[n] for n in names]]
+        mm.free_memory(1e30, device, keep_loaded=keep)
+
+    def bytes_of(self, *names: str) -> int:
+        return sum(p.numel() * p.element_size() for n in names for p in getattr(self.models, n).parameters())
+
+
+def sampler_plan(handle: MIMOHandle, memory: str, **call) -> tuple[SamplerPlan, str]:
+    """The library's memory plan for one sampler call, from ComfyUI's view of the device: what is
+    free plus what the models it could evict hold; --lowvram / --novram force the low mode."""
+    device = mm.get_torch_device()
+    free = None
+    if device.type != "cpu":
+        free = mm.get_free_memory(device) + sum(lm.model_loaded_memory() for lm in mm.current_loaded_models
+                                                if lm.device == device)
+    forced = mm.vram_state in (mm.VRAMState.LOW_VRAM, mm.VRAMState.NO_VRAM)
+    plan, used = memory_modes.plan_sampler(memory, device=device, free_bytes=free, dtype=handle.dtype,
+                                           weight_bytes=handle.bytes_of("denoiser", "pose_guider"),
+                                           force_low=forced, **call)
+    log.info("MIMO Sampler: %s memory mode (%s).", used, plan)
+    return plan, used
 
 
 class SamplerReporter:
     """Progress bar per window (each update is also a cancel point) and a latent preview per step."""
 
-    def __init__(self, steps: int, windows: int):
-        self.bar = comfy.utils.ProgressBar(steps * windows)
+    def __init__(self, total: int):
+        self.bar = comfy.utils.ProgressBar(total)
         self.previewer = latent_preview.get_previewer(mm.get_torch_device(), SD15())
 
     def __call__(self, progress: SamplerProgress) -> None:
