@@ -184,6 +184,8 @@ def _structure(out: dict, names, parents, children) -> None:
     if None in arms or pelvis is None:
         return
     chest = _common_ancestor(parents, *arms)
+    while chest is not None and chest in (out.get("neck"), out.get("head")):  # Biped: clavicles on the neck
+        chest = parents[chest] if parents[chest] >= 0 else None
     if chest is None:
         return
     path = [chest] + _lineage(parents, chest)
