@@ -85,7 +85,7 @@ def clip_inputs(what: str) -> list:
                      tooltip="First frame to keep, counted at the output fps."),
         io.Int.Input("max_frames", default=0, min=0, max=1_000_000,
                      tooltip="How many frames to keep from start_frame (at the output fps). 0 keeps all."),
-        io.Combo.Input("facing", options=list(placement.FACING), default="keep",
+        io.Combo.Input("facing", options=list(placement.FACING), default="keep", optional=True,
                        tooltip="Turn the clip about the vertical axis through its first pelvis position: keep "
                                "the captured heading, make the first frame face the camera (the default camera "
                                "looks at the body's front), or make the average heading over the kept frames "
