@@ -115,10 +115,12 @@ def recover_palette(renders: torch.Tensor, vertices: torch.Tensor, faces: torch.
         w_all.append(w[keep])
     idx, col, w = torch.cat(idx_all), torch.cat(col_all), torch.cat(w_all)
     palette = torch.stack([weighted_median(idx, col[:, c], w, nv) for c in range(3)], -1)
-    seen = int((~torch.isnan(palette).any(1)).sum())
+    seen_mask = ~torch.isnan(palette).any(1)
+    seen = int(seen_mask.sum())
     palette, unreachable = fill_unseen(palette, faces)
     return palette.clamp(0, 1).float(), {"vertices": nv, "seen": seen, "filled": nv - seen - unreachable,
-                                         "unreachable": unreachable, "samples": int(idx.numel())}
+                                         "unreachable": unreachable, "samples": int(idx.numel()),
+                                         "seen_mask": seen_mask}
 
 
 def _frames(camera: Camera, a: int, b: int, total: int) -> Camera:
