@@ -4,7 +4,7 @@ official render of that person's SMPL fit) seen through an estimated motion and 
 For every frame the body is rasterized with the camera (visible face and barycentrics per pixel); each
 vertex is projected, and counts as seen when the surface drawn at its pixel is the vertex's own
 surface (the interpolated depth there is within ``depth_tolerance`` of the vertex's depth). Its sample
-is the render's colour at that pixel, weighted by the distance of the pixel from the silhouette edges
+is the render's colour at the vertex's exact projection (bilinear), weighted by the distance of the pixel from the silhouette edges
 (of our rasterization and of the render's own non-black area: ``edge_pixels`` pixels or nearer the
 edge count less, the edge itself not at all), where pose errors and edge blending are worst. The
 estimate per vertex and channel is the weighted median of its samples over all frames. Vertices never
@@ -111,7 +111,10 @@ def recover_palette(renders: torch.Tensor, vertices: torch.Tensor, faces: torch.
         w = weight[fr, pyc, pxc] * seen
         keep = w > 0
         idx_all.append(torch.arange(nv)[None].expand(n, nv)[keep])
-        col_all.append(image[fr, pyc, pxc][keep])
+        grid = torch.stack([xy[..., 0] / width * 2 - 1, xy[..., 1] / height * 2 - 1], -1)[:, :, None]
+        sampled = F.grid_sample(image.permute(0, 3, 1, 2), grid.float(), mode="bilinear", padding_mode="border",
+                                align_corners=False)[..., 0].permute(0, 2, 1)  # the render at the exact point
+        col_all.append(sampled[keep])
         w_all.append(w[keep])
     idx, col, w = torch.cat(idx_all), torch.cat(col_all), torch.cat(w_all)
     palette = torch.stack([weighted_median(idx, col[:, c], w, nv) for c in range(3)], -1)
