@@ -24,6 +24,7 @@ def vertex_colours(palette: str, body) -> torch.Tensor:
     path = resolve("mimo", palette, "Palette (sdc_info.npy)")
     return torch.as_tensor(load_sdc_info(path, body.num_vertices), dtype=torch.float32)
 VIDEO_CAMERA = "motion (video camera)"
+FOLLOW_SMOOTH_SECONDS = 0.2  # the follow camera's pelvis path is smoothed by a Gaussian of this sigma
 
 
 class MIMORasterizeMotion(io.ComfyNode):
@@ -40,8 +41,11 @@ class MIMORasterizeMotion(io.ComfyNode):
                 MIMOBody.Input("body", tooltip="From MIMO Body Model Loader (an SMPL-family file or the demo body)."),
                 io.Int.Input("width", default=784, min=64, max=4096, step=8, tooltip="Render width in pixels."),
                 io.Int.Input("height", default=784, min=64, max=4096, step=8, tooltip="Render height in pixels."),
-                io.Combo.Input("camera", options=["auto", "official", VIDEO_CAMERA], default="auto",
+                io.Combo.Input("camera", options=["auto", "follow", "official", VIDEO_CAMERA], default="auto",
                                tooltip="auto: perspective, 45 degree field of view, framed on the whole motion. "
+                                       "follow: the same view and focal length, travelling with the body so the "
+                                       "pelvis stays centred left-right (its path smoothed over 0.2 s) and the "
+                                       "figure stays large in clips that move across the floor. "
                                        "official: MIMO's intrinsics (f = 5000/256 x max(W,H), centred), placed to "
                                        "frame the motion. motion (video camera): the camera of the video the motion "
                                        "was estimated from (MIMO Motion From Video), so the render lies over the "
@@ -83,7 +87,7 @@ class MIMORasterizeMotion(io.ComfyNode):
                 supersample, motion_codes=NONE) -> io.NodeOutput:
         device = mm.get_torch_device()
         body = body.to(device)
-        vertices, _ = body.pose(motion.params(device))
+        vertices, joints = body.pose(motion.params(device))
         colours = vertex_colours(palette, body)
         camera_info = None
         if camera == VIDEO_CAMERA:
@@ -91,7 +95,8 @@ class MIMORasterizeMotion(io.ComfyNode):
         options = dict(camera_mode=camera, camera_info=camera_info, yaw_deg=yaw, elevation_deg=elevation,
                        distance=distance or None,
                        focal=focal or None, drop_vertices=body.hand_vertices if drop_hands else None,
-                       supersample=supersample, device=device)
+                       supersample=supersample, device=device, pelvis=joints[:, 0],
+                       follow_smooth_frames=FOLLOW_SMOOTH_SECONDS * motion.fps)
         images, masks = render_motion(vertices, body.faces, colours,
                                       width, height, **options)
         codes = images

@@ -3,11 +3,14 @@
 Frame: Y up, metres where the source says so (FBX; BVH is unitless, see bvh.py). Joints are in
 topological order (parents[j] < j, roots -1). Local transforms compose as
 world[j] = world[parent] · (T(translation[j]) · R(rotation[j])), so a joint's world rotation is the
-product of the local rotations down its chain."""
+product of the local rotations down its chain. A frame rate within 1e-4 (relative) of a common one is
+snapped to it (``placement.snap_fps``)."""
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from .placement import snap_fps
 
 
 @dataclass
@@ -33,6 +36,7 @@ class SkeletonAnimation:
                              f"{self.rotations.shape} and {self.translations.shape}.")
         if not (self.fps > 0):
             raise ValueError(f"SkeletonAnimation: fps must be positive, got {self.fps}.")
+        self.fps = snap_fps(self.fps)  # 1 / 0.0333333 -> 30
 
     @property
     def frames(self) -> int:

@@ -1,0 +1,83 @@
+"""MIMORecoverPalette: the official vertex colours recovered from an official template (vid.mp4 + sdc.mp4),
+saved into models/mimo where MIMO Rasterize Motion lists it like sdc_info.npy."""
+
+import logging
+import os
+import re
+
+import comfy.model_management as mm
+import folder_paths
+import numpy as np
+import torch
+from comfy_api.latest import io
+
+from ..models.composite.template import load_video_fixed_fps, video_info
+from ..models.motion.from_video import estimate_nlf
+from ..models.render import camera_from_info
+from ..models.render.recover import recover_palette
+from .composite.template import _template_path, template_options
+from .folders import resolve
+from .motion.video import estimator_options
+from .types import CATEGORY_MOTION, MIMOBody
+
+log = logging.getLogger("MIMO")
+
+
+class MIMORecoverPalette(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="MIMORecoverPalette",
+            display_name="MIMO Recover Palette",
+            category=CATEGORY_MOTION,
+            description="Recovers the official per-vertex colours from an official template: the body motion and "
+                        "camera are estimated from vid.mp4 (NLF), the body is rasterized with that camera, sdc.mp4 "
+                        "is sampled at every visible vertex over all frames, and a visibility- and edge-weighted "
+                        "median per vertex is taken (vertices never seen: from their mesh neighbours). The palette "
+                        "is saved into models/mimo, where MIMO Rasterize Motion lists it (press R).",
+            inputs=[
+                io.Combo.Input("template", options=template_options(),
+                               tooltip="An official template folder in ComfyUI/input holding vid.mp4 and sdc.mp4."),
+                io.Combo.Input("estimator", options=estimator_options(),
+                               tooltip="NLF's .torchscript file in models/nlf (non-commercial), used on vid.mp4."),
+                MIMOBody.Input("body", tooltip="The body whose vertices get colours: an SMPL / SMPL-H file (6890 "
+                                               "vertices) for a palette that matches sdc_info.npy's layout."),
+                io.Int.Input("max_frames", default=150, min=1, max=10_000,
+                             tooltip="Frames of the template used (more frames: more of the body seen)."),
+                io.String.Input("name", default="sdc_recovered",
+                                tooltip="File name in models/mimo (letters, digits, '-', '_'); '.npy' is added."),
+            ],
+            outputs=[io.String.Output(display_name="palette", tooltip="The palette file written (models/mimo).")],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(cls, template, estimator, body, max_frames, name) -> io.NodeOutput:
+        folder = _template_path(template)
+        vid, sdc = os.path.join(folder, "vid.mp4"), os.path.join(folder, "sdc.mp4")
+        for path in (vid, sdc):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"'{template}' has no {os.path.basename(path)} ({folder}): the palette is "
+                                        "recovered from an official template's vid.mp4 and sdc.mp4.")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", name or ""):
+            raise ValueError(f"name '{name}' may only hold letters, digits, '-' and '_'.")
+        fps = round(video_info(vid)[0]) or 30.0
+        video, _ = load_video_fixed_fps(vid, fps, 0, max_frames)
+        renders, _ = load_video_fixed_fps(sdc, fps, 0, len(video))
+        if len(renders) != len(video):
+            raise ValueError(f"'{template}': sdc.mp4 has {len(renders)} frames, vid.mp4 {len(video)}; they must match.")
+        device = mm.get_torch_device()
+        motion = estimate_nlf(torch.from_numpy(video), resolve("nlf", estimator, "NLF model"), float(fps),
+                              device=device, rest_pelvis=lambda b: body.rest_joints(b).detach().cpu().double().numpy()[0])
+        h, w = renders.shape[1:3]
+        camera = camera_from_info(motion.meta["camera"], w, h)
+        posed = body.to("cpu")
+        verts, _ = posed.pose(motion.params("cpu"))
+        palette, info = recover_palette(torch.from_numpy(renders).float() / 255.0, verts, posed.faces, camera)
+        info.pop("seen_mask", None)
+        out_dir = folder_paths.get_folder_paths("mimo")[0]
+        os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, f"{name}.npy")
+        np.save(path, palette.numpy().astype(np.float32))
+        log.info("Recovered palette %s from '%s': %s", path, template, info)
+        return io.NodeOutput(f"{name}.npy")
