@@ -46,10 +46,6 @@ class MIMOHandle:
         mm.load_models_gpu([self.patchers[n] for n in names])
         return self.models
 
-    @property
-    def device(self) -> torch.device:
-        return mm.get_torch_device()
-
 
 def compute_dtype(precision: str, pick) -> torch.dtype:
     device = mm.get_torch_device()

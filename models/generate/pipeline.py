@@ -33,10 +33,6 @@ class MIMOModels:
     vae: torch.nn.Module  # diffusers AutoencoderKL
     image_encoder: torch.nn.Module  # transformers CLIPVisionModelWithProjection
 
-    @property
-    def device(self) -> torch.device:
-        return self.denoiser.conv_in.weight.device
-
     def to(self, device=None, dtype=None) -> "MIMOModels":
         """Move (and cast) every network, as the official pipeline runs all of them in one dtype."""
         for m in (self.denoiser, self.reference_unet, self.pose_guider, self.vae, self.image_encoder):
@@ -65,11 +61,6 @@ class Scene:
     width: int
     height: int
     frames: np.ndarray | None = None  # uint8 [F,H,W,3] source, kept to re-encode at another size
-
-
-def _vae_device_dtype(vae):
-    p = next(vae.parameters())
-    return p.device, p.dtype
 
 
 @torch.no_grad()
