@@ -1,8 +1,5 @@
 """Reference preparation (official §1.3) and the shared image helpers."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -11,7 +8,6 @@ from PIL import Image
 from mimo_pack.models import image_ops
 from mimo_pack.models.generate import reference_prep as rp
 
-PARITY = Path(os.environ.get("MIMO_PARITY_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "parity"))
 
 
 def _image(h, w, seed=0):
@@ -117,10 +113,8 @@ def test_clip_pixel_values_formula():
 
 
 @pytest.mark.parametrize("case", ["case_a", "case_b"])
-def test_clip_pixel_values_parity(case):
-    path = PARITY / case / "case.safetensors"
-    if not path.is_file():
-        pytest.skip(f"parity cases not found at {PARITY} (set MIMO_PARITY_DIR)")
+def test_clip_pixel_values_parity(case, parity_case):
+    path = parity_case(case) / "case.safetensors"
     from safetensors.torch import load_file
 
     d = load_file(str(path))

@@ -16,6 +16,7 @@ pytest.importorskip("sam2")
 
 from mimo_pack.models.decompose import (person_finder, prompts, sam2_build, sam2_video, tiny_models,  # noqa: E402
                                         track)
+from mimo_pack.devtools.synthetic_clip import person_clip  # noqa: E402
 from mimo_pack.models.weights import CheckpointError  # noqa: E402
 
 H, W, N = 64, 96, 6
@@ -33,7 +34,7 @@ def sam2_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def video():
-    return tiny_models.person_clip(N, H, W)
+    return person_clip(N, H, W)
 
 
 # ----------------------------------------------------------------------------- checkpoints

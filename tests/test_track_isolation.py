@@ -12,6 +12,7 @@ import torch
 pytest.importorskip("sam2")
 
 from mimo_pack.models.decompose import sam2_build, sam2_masks, sam2_video, tiny_models, track  # noqa: E402
+from mimo_pack.devtools.synthetic_clip import person_clip  # noqa: E402
 
 H, W, N = 64, 96, 6
 
@@ -62,7 +63,7 @@ def sam2_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def video():
-    return tiny_models.person_clip(N, H, W)
+    return person_clip(N, H, W)
 
 
 def test_tracking_leaves_torch_and_sam2_as_they_were(sam2_file, video):

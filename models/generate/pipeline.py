@@ -34,10 +34,6 @@ class MIMOModels:
     vae: torch.nn.Module  # diffusers AutoencoderKL
     image_encoder: torch.nn.Module  # transformers CLIPVisionModelWithProjection
 
-    @property
-    def device(self) -> torch.device:
-        return self.denoiser.conv_in.weight.device
-
     def to(self, device=None, dtype=None) -> "MIMOModels":
         """Move (and cast) every network, as the official pipeline runs all of them in one dtype."""
         for m in (self.denoiser, self.reference_unet, self.pose_guider, self.vae, self.image_encoder):
