@@ -6,10 +6,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from .errors import MIMOInputError
+
 WRAPPERS = ("state_dict", "module", "model")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MIMOInputError):
     """A model file that cannot be used where it was given; the message says what to do."""
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..errors import MIMOInputError
 from . import rotations as rot
 from .motion import Motion
 
@@ -22,7 +23,7 @@ DEFAULT_REST_PELVIS = np.array([-0.002, -0.223, 0.028])  # typical SMPL/SMPL-H p
 Z_UP_TO_Y_UP = rot.axis_rotation("x", -np.pi / 2)
 
 
-class AMASSError(ValueError):
+class AMASSError(MIMOInputError):
     pass
 
 
@@ -64,7 +65,12 @@ def load_amass(path, rest_pelvis: np.ndarray | Callable | None = None) -> Motion
             keys = set(data.files)
             arrays = {k: data[k] for k in keys}
         except ValueError as e:
-            raise AMASSError(f"{name}: an array needs pickle, which is refused for safety ({e}).") from None
+            if "pickle" in str(e):
+                raise AMASSError(f"{name}: an array needs pickle, which is refused for safety ({e}).") from None
+            raise AMASSError(f"{name}: an array in the .npz is damaged ({e}); re-download or re-export the file.") from None
+        except Exception as e:  # truncated or corrupt zip members
+            raise AMASSError(f"{name}: the .npz is damaged ({type(e).__name__}: {e}); re-download or re-export "
+                             "the file.") from None
 
     if "root_orient" in arrays and "pose_body" in arrays:  # SMPL-X N/G with separate keys
         root = arrays["root_orient"]

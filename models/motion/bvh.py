@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MIMOInputError
 from . import rotations as rot
 from .skeletal import SkeletonAnimation
 
@@ -21,7 +22,7 @@ _KINDS = {"xposition": ("p", 0), "yposition": ("p", 1), "zposition": ("p", 2),
           "xrotation": ("r", "x"), "yrotation": ("r", "y"), "zrotation": ("r", "z")}
 
 
-class BVHError(ValueError):
+class BVHError(MIMOInputError):
     pass
 
 

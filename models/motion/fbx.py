@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MIMOInputError
 from . import _fbx_extract
 from . import rotations as rot
 from .skeletal import SkeletonAnimation
 
 
-class FBXError(ValueError):
+class FBXError(MIMOInputError):
     pass
 
 

@@ -8,10 +8,12 @@ import numpy as np
 import torch
 from numpy.lib import format as npy_format
 
+from ..errors import MIMOInputError
+
 SMPL_VERTICES = 6890
 
 
-class PaletteError(ValueError):
+class PaletteError(MIMOInputError):
     """A palette file that cannot be used; the message says why."""
 
 
