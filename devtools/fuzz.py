@@ -98,7 +98,11 @@ def arrays(draw, max_dims: int = 3, max_side: int = 8):
         out = np.empty(size, dtype=object)
         out[:] = values
         return out.reshape(shape)
-    raw = draw(st.binary(min_size=size * np.dtype(dtype).itemsize, max_size=size * np.dtype(dtype).itemsize))
+    nbytes = size * np.dtype(dtype).itemsize
+    if nbytes > 4096:  # big arrays: a drawn 4 KiB pattern repeated (drawing every byte is slow)
+        raw = (draw(st.binary(min_size=4096, max_size=4096)) * (nbytes // 4096 + 1))[:nbytes]
+    else:
+        raw = draw(st.binary(min_size=nbytes, max_size=nbytes))
     return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
 
 
@@ -252,6 +256,16 @@ def _smpl(case):
     _on_file("smpl", _mod("body.files").read_body_model, f"model{suffix}", data)
 
 
+@st.composite
+def palette_shaped(draw):
+    """[V, C] arrays near the real palette size, of any dtype."""
+    rows = draw(st.sampled_from([0, 1, 6889, 6890, 6891]))
+    cols = draw(st.integers(0, 5))
+    dtype = draw(st.sampled_from([d for d in _DTYPES if d != "O"]))
+    return np.full((rows, cols), draw(st.binary(min_size=16, max_size=16)), dtype="V16").view("u1")[
+        :, :cols * np.dtype(dtype).itemsize].copy().view(dtype) if rows * cols else np.zeros((rows, cols), dtype)
+
+
 def _sdc_strategy():
     seeds = _seeds()
 
@@ -259,7 +273,8 @@ def _sdc_strategy():
     def structured(draw):
         import io
 
-        value = draw(st.one_of(arrays(), st.builds(lambda a: {"smpl": a}, arrays(max_dims=2, max_side=6900))))
+        colours = st.builds(lambda a: {"smpl": a}, st.one_of(arrays(max_dims=2), palette_shaped()))
+        value = draw(st.one_of(arrays(), colours))
         buf = io.BytesIO()
         np.save(buf, np.array(value, dtype=object) if isinstance(value, dict) else value, allow_pickle=True)
         return buf.getvalue()
