@@ -6,10 +6,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from .errors import MIMOInputError
+
 WRAPPERS = ("state_dict", "module", "model")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MIMOInputError):
     """A model file that cannot be used where it was given; the message says what to do."""
 
 
@@ -31,7 +33,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             if isinstance(sd.get(key), dict):
                 sd, unwrapped = sd[key], True
                 break
-    tensors = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)} if isinstance(sd, dict) else {}
+    tensors = ({k: v for k, v in sd.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+               if isinstance(sd, dict) else {})
     if not tensors:
         raise CheckpointError(f"{path.name} ({path}) holds no weights (not a tensor state dict).")
     return tensors

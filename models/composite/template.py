@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MIMOInputError
+
 log = logging.getLogger("MIMO")
 
 REQUIRED = ("vid.mp4", "sdc.mp4", "bk.mp4", "config.json")
@@ -39,6 +41,10 @@ OPTIONAL = ("occ.mp4", "mask.mp4")
 STREAMS = {"video": "vid.mp4", "motion": "sdc.mp4", "scene": "bk.mp4", "occlusion": "occ.mp4", "mask": "mask.mp4"}
 MAX_FRAME_NUM = 150
 CROP_FPS = 30  # time_crop indices are in 30-fps units
+
+
+class TemplateError(MIMOInputError):
+    """A template folder or its config.json that cannot be used; the message names the file."""
 
 
 def _av():
@@ -151,19 +157,35 @@ def read_config(folder) -> dict:
         raise FileNotFoundError(f"The MIMO template folder '{folder}' does not exist.")
     if not path.is_file():
         raise _missing(folder, "config.json")
+    example = '{"fps": 30, "time_crop": {"start_idx": 0, "end_idx": 150}}'
     try:
-        config = json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"'{path}' is not valid JSON: {e}") from None
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # bad UTF-8, bad JSON, absurd nesting
+        raise TemplateError(f"'{path}' is not valid JSON ({e}); expected e.g. {example}.") from None
+    except OSError as e:
+        raise TemplateError(f"Cannot read '{path}': {e}") from None
     if not isinstance(config, dict) or "fps" not in config:
-        raise ValueError(f"'{path}' has no 'fps' (the template's frame rate, e.g. {{\"fps\": 30, \"time_crop\": "
-                         "{\"start_idx\": 0, \"end_idx\": 150}}).")
+        found = f"keys {sorted(config)}" if isinstance(config, dict) else f"a JSON {type(config).__name__}"
+        raise TemplateError(f"'{path}' has no 'fps' (the template's frame rate); expected e.g. {example}, "
+                            f"found {found}.")
+    fps = config["fps"]
     try:
-        fps = float(config["fps"])
-    except (TypeError, ValueError):
-        raise ValueError(f"'{path}': fps must be a number, got {config['fps']!r}") from None
-    if not fps > 0:
-        raise ValueError(f"'{path}': fps must be positive, got {config['fps']!r}")
+        fps = None if isinstance(fps, bool) else float(fps)
+    except (TypeError, ValueError, OverflowError):
+        fps = None
+    if fps is None or not math.isfinite(fps) or not fps > 0:
+        raise TemplateError(f"'{path}': fps must be a positive number, got {config['fps']!r}.")
+    crop = config.get("time_crop")
+    if crop is not None:
+        if not isinstance(crop, dict):
+            raise TemplateError(f"'{path}': time_crop must be an object like {{\"start_idx\": 0, \"end_idx\": 150}} "
+                                f"or null, got {crop!r}.")
+        for key in ("start_idx", "end_idx"):
+            value = crop.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or abs(value) > 1e9):
+                raise TemplateError(f"'{path}': time_crop.{key} must be a frame index (a whole number, in 30-fps "
+                                    f"frames) or null, got {value!r}.")
     return config
 
 

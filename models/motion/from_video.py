@@ -60,6 +60,7 @@ import numpy as np
 import torch
 
 from .. import image_ops
+from ..errors import MIMOInputError
 from . import rotations as rot
 from .amass import DEFAULT_REST_PELVIS
 from .motion import Motion
@@ -73,7 +74,7 @@ NLF_OUTPUT_KEYS = ("boxes", "pose", "betas", "trans")
 GVHMR_FPS = 30.0  # GVHMR works at 30 fps (it resamples its input video to that)
 
 
-class EstimatorError(ValueError):
+class EstimatorError(MIMOInputError):
     """Bad estimator file, output or input video."""
 
 
