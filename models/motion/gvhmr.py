@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import image_ops
 from .from_video import (GVHMR_FPS, EstimatorError, EstimatorUnavailable, PersonEstimate, _video, focal_from_fov,
                          motion_from_estimates, video_camera)
 from .motion import Motion
