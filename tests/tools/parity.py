@@ -112,7 +112,8 @@ def main(argv=None) -> int:
         return 2
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     result = run_case(args.case_dir, dtypes[args.dtype], args.device)
-    result.update(device=args.device, dtype=args.dtype)
+    if (args.device, args.dtype) != ("cpu", "fp32"):
+        result.update(device=args.device, dtype=args.dtype)
     stages = result.pop("stages")
     if args.stages:
         result["stages"] = stages
