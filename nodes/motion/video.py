@@ -46,7 +46,7 @@ class MIMOMotionFromVideo(io.ComfyNode):
                             "package)' appears when `pip install \"gvhmr[preproc]\"` is installed (temporally "
                             "smooth; fetches its own weights, needs your SMPL-X registration). Both models are "
                             "licensed for non-commercial research only."),
-                io.Float.Input("fps", default=30.0, min=0.1, max=240.0, step=1.0, round=0.001,
+                io.Float.Input("fps", default=30.0, min=1.0, max=240.0, step=1.0, round=0.001,
                                tooltip="The video's frame rate (an IMAGE batch does not carry it). The motion keeps "
                                        "one pose per video frame at this rate."),
                 io.Float.Input("fov_degrees", default=0.0, min=0.0, max=170.0, step=1.0, round=0.1,
