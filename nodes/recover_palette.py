@@ -6,7 +6,6 @@ import os
 import re
 
 import comfy.model_management as mm
-import folder_paths
 import numpy as np
 import torch
 from comfy_api.latest import io
@@ -15,8 +14,10 @@ from ..models.composite.template import load_video_fixed_fps, video_info
 from ..models.motion.from_video import estimate_nlf
 from ..models.render import camera_from_info
 from ..models.render.recover import recover_palette
-from .composite.template import _template_path, template_options
-from .folders import resolve
+from .composite.template import template_folder, template_options
+from . import folders
+from .body import rest_pelvis
+from .folders import NLF_KEY, resolve
 from .motion.video import estimator_options
 from .types import CATEGORY_MOTION, MIMOBody
 
@@ -53,7 +54,7 @@ class MIMORecoverPalette(io.ComfyNode):
 
     @classmethod
     def execute(cls, template, estimator, body, max_frames, name) -> io.NodeOutput:
-        folder = _template_path(template)
+        folder = template_folder(template)
         vid, sdc = os.path.join(folder, "vid.mp4"), os.path.join(folder, "sdc.mp4")
         for path in (vid, sdc):
             if not os.path.isfile(path):
@@ -67,17 +68,16 @@ class MIMORecoverPalette(io.ComfyNode):
         if len(renders) != len(video):
             raise ValueError(f"'{template}': sdc.mp4 has {len(renders)} frames, vid.mp4 {len(video)}; they must match.")
         device = mm.get_torch_device()
-        motion = estimate_nlf(torch.from_numpy(video), resolve("nlf", estimator, "NLF model"), float(fps),
-                              device=device, rest_pelvis=lambda b: body.rest_joints(b).detach().cpu().double().numpy()[0])
+        motion = estimate_nlf(torch.from_numpy(video), resolve(NLF_KEY, estimator, "NLF model"), float(fps),
+                              device=device, rest_pelvis=rest_pelvis(body))
         h, w = renders.shape[1:3]
         camera = camera_from_info(motion.meta["camera"], w, h)
         posed = body.to("cpu")
         verts, _ = posed.pose(motion.params("cpu"))
         palette, info = recover_palette(torch.from_numpy(renders).float() / 255.0, verts, posed.faces, camera)
         info.pop("seen_mask", None)
-        out_dir = folder_paths.get_folder_paths("mimo")[0]
-        os.makedirs(out_dir, exist_ok=True)
-        path = os.path.join(out_dir, f"{name}.npy")
+        path = folders.writable("mimo", f"{name}.npy", "Palette")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         np.save(path, palette.numpy().astype(np.float32))
         log.info("Recovered palette %s from '%s': %s", path, template, info)
         return io.NodeOutput(f"{name}.npy")

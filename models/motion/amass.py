@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import MIMOInputError
 from . import rotations as rot
+from .checks import check_betas
 from .motion import Motion
 
 log = logging.getLogger("MIMO")
@@ -127,9 +128,7 @@ def load_amass(path, rest_pelvis: np.ndarray | Callable | None = None) -> Motion
         trans = np.zeros((t, 3))
     trans = _floats(trans, "trans", name, (t, 3))
     betas = arrays.get("betas")
-    if betas is not None:
-        betas = _floats(betas, "betas", name)
-        betas = betas[0] if betas.ndim == 2 and len(betas) else betas.reshape(-1)
+    betas = None if betas is None else check_betas(_floats(betas, "betas", name), name, t)
     fps = arrays.get("mocap_framerate", arrays.get("mocap_frame_rate"))
     fps = None if fps is None else _floats(fps, "mocap_framerate", name).reshape(-1)
     if fps is None or fps.size == 0 or not fps[0] > 0:
@@ -138,7 +137,7 @@ def load_amass(path, rest_pelvis: np.ndarray | Callable | None = None) -> Motion
     fps = float(fps[0])
     gender = _text(arrays["gender"], "neutral") if "gender" in arrays else "neutral"
 
-    j0 = _pelvis(rest_pelvis, betas)
+    j0 = rest_pelvis_joint(rest_pelvis, betas)
     r = Z_UP_TO_Y_UP
     root_y = rot.matrix_to_aa(r @ rot.aa_to_matrix(root))
     trans_y = (trans + j0) @ r.T - j0
@@ -147,11 +146,13 @@ def load_amass(path, rest_pelvis: np.ndarray | Callable | None = None) -> Motion
                   meta={"rest_pelvis": j0.tolist(), "up_axis_converted": "Z->Y"})
 
 
-def _pelvis(rest_pelvis, betas) -> np.ndarray:
+def rest_pelvis_joint(rest_pelvis, betas) -> np.ndarray:
+    """J0 [3] from ``rest_pelvis``: None (a typical SMPL-H pelvis), the pelvis [3], rest joints [J,3],
+    a torch tensor, or a function betas -> one of those (called with the motion's betas)."""
     if rest_pelvis is None:
         return DEFAULT_REST_PELVIS.copy()
     if callable(rest_pelvis):
         rest_pelvis = rest_pelvis(betas)
     if hasattr(rest_pelvis, "detach"):  # a torch tensor
         rest_pelvis = rest_pelvis.detach().cpu().double().numpy()
-    return np.asarray(rest_pelvis, dtype=np.float64).reshape(-1, 3)[0].copy()  # rest joints [J,3] → pelvis
+    return np.asarray(rest_pelvis, dtype=np.float64).reshape(-1, 3)[0].copy()  # rest joints [J,3] -> pelvis

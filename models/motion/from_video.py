@@ -58,7 +58,7 @@ import torch
 from .. import image_ops
 from ..errors import MIMOInputError
 from . import rotations as rot
-from .amass import DEFAULT_REST_PELVIS
+from .amass import rest_pelvis_joint
 from .motion import Motion
 
 log = logging.getLogger("MIMO")
@@ -116,16 +116,6 @@ def video_camera(fx: float, fy: float, cx: float, cy: float, width: int, height:
 
 
 # ----------------------------------------------------------------------------------------------- convert
-def _pelvis(rest_pelvis, betas) -> np.ndarray:
-    if rest_pelvis is None:
-        return DEFAULT_REST_PELVIS.copy()
-    if callable(rest_pelvis):
-        rest_pelvis = rest_pelvis(betas)
-    if hasattr(rest_pelvis, "detach"):
-        rest_pelvis = rest_pelvis.detach().cpu().double().numpy()
-    return np.asarray(rest_pelvis, dtype=np.float64).reshape(-1, 3)[0].copy()
-
-
 def motion_from_estimates(estimates: list, fps: float, camera: dict, rest_pelvis=None, model_type: str = "smpl",
                           source: str = "", meta: dict | None = None) -> Motion:
     """Per-frame camera-space estimates (``PersonEstimate`` or None where nobody was found) -> Motion in
@@ -142,7 +132,7 @@ def motion_from_estimates(estimates: list, fps: float, camera: dict, rest_pelvis
     if betas_list:
         size = min(b.size for b in betas_list)
         betas = np.mean([b[:size] for b in betas_list], axis=0)
-    j0 = _pelvis(rest_pelvis, betas)
+    j0 = rest_pelvis_joint(rest_pelvis, betas)
 
     root_q = np.zeros((n, 4))
     body_q = np.zeros((n, 21, 4))

@@ -20,46 +20,44 @@ from ...models.composite import paste as compositing
 from ...models import image_ops
 from ...models.composite import roi
 from ...models.composite.template import find_templates, is_template, load_template, write_template
+from .. import folders
 from ..runtime import progress_callback
 from ..types import CATEGORY_COMPOSITE, MIMORoi
 
 log = logging.getLogger("MIMO")
 
 TEMPLATES_DIR = "mimo_templates"
-OUTPUT_TAG = " [output]"
+OUTPUT_TAG = folders.OUTPUT_TAG
 
 
 # ----------------------------------------------------------------------------- helpers
 
 def template_options() -> list[str]:
     """Template folders in ComfyUI's input folder, then the ones saved in output/mimo_templates."""
-    names = find_templates(folder_paths.get_input_directory())
+    root = folder_paths.get_input_directory()
+    names = [n for n in find_templates(root) if folders.is_inside(os.path.join(root, n), folders.INPUT)]
     saved = os.path.join(folder_paths.get_output_directory(), TEMPLATES_DIR)
     if os.path.isdir(saved):
-        names += [f"{TEMPLATES_DIR}/{n}{OUTPUT_TAG}" for n in find_templates(saved)]
+        names += [f"{TEMPLATES_DIR}/{n}{OUTPUT_TAG}" for n in find_templates(saved)
+                  if folders.is_inside(os.path.join(saved, n), folders.OUTPUT)]
     return names
 
 
-def _template_path(name: str) -> str:
-    plain = name.removesuffix(OUTPUT_TAG)
-    if not plain or os.path.isabs(plain) or ".." in plain.replace("\\", "/").split("/"):
-        raise ValueError(f"'{name}': templates are read from ComfyUI's input folder only (a relative folder, no '..').")
-    return folder_paths.get_annotated_filepath(name)
+def template_folder(name: str) -> str:
+    """The template folder ``name`` (from input/, or output/ with the ' [output]' tag), confined to
+    that folder by the pack's one resolver."""
+    kind, plain = folders.split_annotation(name)
+    return folders.resolve_folder(kind, plain, "MIMO template")
 
 
 def _check_template(name: str):
-    where = f"ComfyUI's input folder ({folder_paths.get_input_directory()})"
-    if name and name.endswith(OUTPUT_TAG):
-        where = f"ComfyUI's output folder ({folder_paths.get_output_directory()})"
     if not name:
         return (f"No MIMO template chosen: copy a template folder (vid.mp4, sdc.mp4, bk.mp4, config.json) into "
-                f"{where}, e.g. input/{TEMPLATES_DIR}/<name>/, and press R to refresh.")
+                f"{folders.describe(folders.INPUT)}, e.g. input/{TEMPLATES_DIR}/<name>/, and press R to refresh.")
     try:
-        path = _template_path(name)
-    except ValueError as e:
+        path = template_folder(name)
+    except (folders.FolderError, FileNotFoundError) as e:
         return str(e)
-    if not os.path.isdir(path):
-        return f"MIMO template folder '{name}' was not found in {where}. Copy it there and press R to refresh."
     if not is_template(path):
         return (f"'{name}' ({path}) is not a MIMO template: it needs config.json and the videos vid.mp4, sdc.mp4, "
                 "bk.mp4 (optional occ.mp4, mask.mp4).")
@@ -114,7 +112,7 @@ class MIMOLoadTemplate(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, template, **kwargs):
         try:
-            path = _template_path(template)
+            path = template_folder(template)
             return tuple(sorted((f, os.path.getmtime(os.path.join(path, f))) for f in os.listdir(path)))
         except (OSError, ValueError):
             return float("nan")
@@ -124,7 +122,7 @@ class MIMOLoadTemplate(io.ComfyNode):
         check = _check_template(template)
         if check is not True:
             raise FileNotFoundError(check)
-        t = load_template(_template_path(template), target_fps=fps or None, max_frames=max_frames or None,
+        t = load_template(template_folder(template), target_fps=fps or None, max_frames=max_frames or None,
                           use_time_crop=time_crop)
         n, h, w = t.motion.shape[:3]
         zeros = torch.zeros(n, h, w)
@@ -200,14 +198,13 @@ class MIMOSaveTemplate(io.ComfyNode):
         if not parts or any(p in ("", ".", "..") for p in parts) or os.path.isabs(name.strip()):
             raise ValueError(f"Template name {name!r} is not usable: give a plain folder name such as 'dance_01' "
                              "(subfolders with '/', no '..').")
-        root = os.path.join(folder_paths.get_output_directory(), TEMPLATES_DIR)
-        base = os.path.join(root, *parts)
+        base = folders.writable(folders.OUTPUT, "/".join([TEMPLATES_DIR, *parts]), "Template folder")
         if overwrite or not os.path.exists(base):
             return base
         counter = 1
         while os.path.exists(f"{base}_{counter:05d}"):
             counter += 1
-        return f"{base}_{counter:05d}"
+        return folders.writable(folders.OUTPUT, f"{TEMPLATES_DIR}/{'/'.join(parts)}_{counter:05d}", "Template folder")
 
 
 class MIMOPlanROI(io.ComfyNode):

@@ -2,7 +2,6 @@
 scene behind it and the objects in front (MIMO's driving-video decomposition)."""
 
 import logging
-import os
 
 import comfy.model_management as mm
 import torch
@@ -12,15 +11,13 @@ from ...models import image_ops
 from ...models.decompose import inpaint as inpaint_lib
 from ...models.decompose import occlusion as occ_lib
 from ...models.decompose import sam2_masks
-from ..folders import NONE, file_options, resolve
+from ...models.decompose import sam2_build
+from ..folders import DEPTH_KEY, NONE, PROPAINTER_KEY, SAM2_KEY, file_options, model_folder, resolve
 from ..runtime import model_step, progress_callback
 from ..types import CATEGORY_DECOMPOSE
 
 log = logging.getLogger("MIMO")
 
-SAM2_KEY = "sam2"
-DEPTH_KEY = "depthanything"
-PROPAINTER_FOLDER = "propainter"
 
 TRACK_SAM2 = "SAM 2, both ways (official)"
 TRACK_STATIC = "static (no tracking)"
@@ -33,19 +30,6 @@ OUT_HARD = "hard"
 OUT_SOFT = "soft (feathered)"
 OUTPUTS = [OUT_HARD, OUT_SOFT]
 OCC_NONE = "none (skip)"
-
-
-def _propainter_dir() -> str:
-    import folder_paths
-
-    try:
-        paths = folder_paths.get_folder_paths(PROPAINTER_FOLDER)
-    except KeyError:
-        paths = []
-    for p in [*paths, os.path.join(folder_paths.models_dir, PROPAINTER_FOLDER)]:
-        if os.path.isdir(p):
-            return p
-    return os.path.join(folder_paths.models_dir, PROPAINTER_FOLDER)
 
 
 def _inpaint_inputs() -> list:
@@ -183,7 +167,7 @@ class MIMOOcclusionLayer(io.ComfyNode):
             raise ValueError(f"tracking '{tracking}' / candidates '{candidates}' need a SAM 2 model: choose one in "
                              f"'sam2_model' (files in models/sam2), or use tracking '{TRACK_STATIC}' or "
                              f"'{TRACK_PER_FRAME}' with candidates '{CAND_DEPTH}' (no model).")
-        sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2") if needs_sam2 else None
+        sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2 model", sam2_build.sam2_files_hint()) if needs_sam2 else None
         rules = _rules(nearer_ratio, min_pixels_small, min_pixels_large, max_keyframes, keyframe_gap)
         human = image_ops.as_masks(human_mask, frames, "human mask")
         occ = _occluders(frames, human, depth, sam2_path=sam2_path, tracking=tracking, candidates=candidates,
@@ -226,7 +210,7 @@ class MIMOInpaintScene(io.ComfyNode):
             return io.NodeOutput(scene)
         frames = image_ops.as_frames(video, "input 'video'")
         out = inpaint_lib.inpaint_scene(frames, masks, method=method, dilate=dilate, window=window,
-                                        propainter_weights=_propainter_dir(), device=mm.get_torch_device(),
+                                        propainter_weights=model_folder(PROPAINTER_KEY), device=mm.get_torch_device(),
                                         progress=progress_callback("inpainting"))
         mm.soft_empty_cache()
         return io.NodeOutput(out.to(mm.intermediate_device()))
@@ -275,14 +259,15 @@ class MIMODecomposeVideo(io.ComfyNode):
     @classmethod
     def execute(cls, video, sam2_model, depth_model, depth_size, occluders, output, feather, method, dilate, window,
                 first_frame_mask=None) -> io.NodeOutput:
-        from ...models.decompose.depth import estimate_depth
+        from ...models.decompose.depth import depth_files_hint, estimate_depth
         from ...models.decompose.track import track_human
 
         frames = image_ops.as_frames(video, "input 'video'")
         n, h, w = frames.shape[:3]
-        sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2")
+        sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2 model", sam2_build.sam2_files_hint())
         want_occ = occluders != OCC_NONE
-        depth_path = resolve(DEPTH_KEY, depth_model, "Depth Anything V2") if want_occ else None
+        depth_path = (resolve(DEPTH_KEY, depth_model, "Depth Anything V2 model", depth_files_hint()) if want_occ
+                      else None)
 
         with model_step(sam2_path) as device:
             human = track_human(frames, sam2_path, mask=first_frame_mask, device=device,
@@ -301,7 +286,7 @@ class MIMODecomposeVideo(io.ComfyNode):
             occ = torch.zeros(n, h, w)
 
         scene = inpaint_lib.inpaint_scene(frames, human, method=method, dilate=dilate, window=window,
-                                          propainter_weights=_propainter_dir(), device=mm.get_torch_device(),
+                                          propainter_weights=model_folder(PROPAINTER_KEY), device=mm.get_torch_device(),
                                           progress=progress_callback("inpainting"))
         mm.soft_empty_cache()
         cpu = mm.intermediate_device()

@@ -10,23 +10,14 @@ from ...models import image_ops
 from ...models.decompose import depth as depth_lib
 from ...models.decompose import prompts, sam2_build
 from ...models.decompose import track as track_lib
-from ..folders import file_options, resolve
+from ..folders import DEPTH_KEY, SAM2_KEY, file_options, resolve
 from ..runtime import model_step, progress_callback
 from ..types import CATEGORY_DECOMPOSE
 
 log = logging.getLogger("MIMO")
 
-SAM2_KEY = "sam2"
-DEPTH_KEY = "depthanything"
 FORWARD, BACKWARD = "forward (prompt on the first frame)", "backward (prompt on the last frame)"
 MASK_AS_MASK, MASK_AS_POINTS = "mask", "10 points (official)"
-
-
-def _model_file(key: str, name: str, what: str, hint: str) -> str:
-    try:
-        return resolve(key, name, what)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{e}\n{hint}") from None
 
 
 class MIMOTrackHuman(io.ComfyNode):
@@ -76,7 +67,7 @@ class MIMOTrackHuman(io.ComfyNode):
     def execute(cls, video, sam2_model, mask=None, points="", negative_points="", box="", direction=FORWARD,
                 mask_prompt=MASK_AS_MASK) -> io.NodeOutput:
         frames = image_ops.as_frames(video, "input 'video'")
-        path = _model_file(SAM2_KEY, sam2_model, "SAM 2 model", sam2_build.sam2_files_hint())
+        path = resolve(SAM2_KEY, sam2_model, "SAM 2 model", sam2_build.sam2_files_hint())
         pos, neg = prompts.parse_points(points), prompts.parse_points(negative_points)
         pts = pos + neg or None
         labels = [1] * len(pos) + [0] * len(neg) if pts else None
@@ -118,7 +109,7 @@ class MIMOEstimateDepth(io.ComfyNode):
     @classmethod
     def execute(cls, video, depth_model, input_size, batch=4) -> io.NodeOutput:
         frames = image_ops.as_frames(video, "input 'video'")
-        path = _model_file(DEPTH_KEY, depth_model, "Depth Anything V2 model", depth_lib.depth_files_hint())
+        path = resolve(DEPTH_KEY, depth_model, "Depth Anything V2 model", depth_lib.depth_files_hint())
         with model_step(path) as device:
             depth = depth_lib.estimate_depth(frames, path, input_size=input_size, device=device, chunk=batch,
                                              progress=progress_callback())

@@ -7,15 +7,15 @@ ComfyUI/input (subfolders are fine) and the list is refreshed with R."""
 import logging
 import os
 
-import folder_paths
-import numpy as np
-import torch
 from comfy_api.latest import io
 
 from ...models.body.skeleton import SMPLH_JOINTS, SMPLH_PARENTS
 from ...models.body.demo import demo_body
 from ...models.motion import load_amass, load_bvh, load_fbx, retarget, smplh_neutral_rest_joints
 from ...models.motion import placement
+from .. import folders
+from ..body import rest_joints, rest_pelvis
+from ..folders import input_files
 from ..types import CATEGORY_MOTION, MIMOBody, MIMOMotion
 
 log = logging.getLogger("MIMO")
@@ -24,54 +24,17 @@ AMASS_EXTS = (".npz",)
 MIXAMO_EXTS = (".fbx", ".bvh")
 
 
-def input_files(exts: tuple, skip=lambda name: False) -> list[str]:
-    """Files under ComfyUI's input folder with these extensions, as 'sub/dir/name.ext'."""
-    root = folder_paths.get_input_directory()
-    out, seen = [], set()
-    for folder, dirs, files in os.walk(root, followlinks=True):  # linked dataset folders are fine
-        real = os.path.realpath(folder)
-        if real in seen:  # a link cycle
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for f in files:
-            if f.lower().endswith(exts) and not skip(f):
-                out.append(os.path.relpath(os.path.join(folder, f), root).replace(os.sep, "/"))
-    return sorted(out)
-
-
 def _is_shape_file(name: str) -> bool:
     return name == "shape.npz" or name.endswith("_stagei.npz")
 
 
-def _path(file: str) -> str:
-    if ".." in file.replace("\\", "/").split("/"):
-        raise ValueError(f"'{file}': motion files are read from ComfyUI's input folder only (no '..').")
-    return folder_paths.get_annotated_filepath(file)
-
-
-def _missing(file: str, what: str) -> str:
-    return (f"{what} file '{file}' was not found in ComfyUI's input folder ({folder_paths.get_input_directory()}). "
-            "Copy it there (subfolders are fine) and press R in ComfyUI to refresh the list.")
-
-
 def _check_file(file: str, what: str, exts: tuple):
-    if not file:
-        return f"No {what} file chosen: copy one into ComfyUI's input folder ({folder_paths.get_input_directory()}) " \
-               "and press R to refresh."
-    if not file.lower().endswith(exts):
-        return f"'{file}' is not a {what} file (expected {' or '.join(exts)})."
-    if ".." in file.replace("\\", "/").split("/"):
-        return f"'{file}': motion files are read from ComfyUI's input folder only (no '..')."
-    if not folder_paths.exists_annotated_filepath(file):
-        return _missing(file, what)
-    return True
+    return folders.check(folders.INPUT, file, f"{what} file", exts)
 
 
 def _fingerprint(file: str):
     try:
-        return os.path.getmtime(_path(file))
+        return os.path.getmtime(folders.resolve(folders.INPUT, file, "motion"))
     except (OSError, ValueError):
         return float("nan")  # re-run, so the error shows
 
@@ -120,11 +83,6 @@ def finish(motion, fps: float, start_frame: int, max_frames: int, file: str, fac
     return io.NodeOutput(motion, motion.fps, motion.frames)
 
 
-def _rest_joints(body, betas=None) -> np.ndarray:
-    b = None if betas is None else torch.as_tensor(np.asarray(betas), dtype=torch.float32)
-    return body.rest_joints(b).detach().cpu().double().numpy()
-
-
 class MIMOLoadAMASS(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -160,11 +118,8 @@ class MIMOLoadAMASS(io.ComfyNode):
 
     @classmethod
     def execute(cls, file, fps, start_frame, max_frames, facing="keep", body=None) -> io.NodeOutput:
-        path = _path(file)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(_missing(file, "AMASS motion"))
-        pelvis = None if body is None else (lambda betas: _rest_joints(body, betas)[0])
-        motion = load_amass(path, rest_pelvis=pelvis)
+        path = folders.resolve(folders.INPUT, file, "AMASS motion")
+        motion = load_amass(path, rest_pelvis=None if body is None else rest_pelvis(body))
         return finish(motion, fps, start_frame, max_frames, file, facing, motion.meta["rest_pelvis"])
 
 
@@ -207,14 +162,12 @@ class MIMOLoadMixamo(io.ComfyNode):
 
     @classmethod
     def execute(cls, file, fps, start_frame, max_frames, facing="keep", body=None) -> io.NodeOutput:
-        path = _path(file)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(_missing(file, "Mocap FBX/BVH"))
+        path = folders.resolve(folders.INPUT, file, "Mocap FBX/BVH")
         anim = load_bvh(path) if path.lower().endswith(".bvh") else load_fbx(path)
         if body is None:
             rest, parents, names = smplh_neutral_rest_joints(), SMPLH_PARENTS, SMPLH_JOINTS
         else:
-            rest, parents, names = _rest_joints(body), body.parents, body.joint_names
+            rest, parents, names = rest_joints(body), body.parents, body.joint_names
         motion = retarget(anim, rest, parents, target_names=names, center=False, floor=False)
         ground_body = demo_body() if body is None else body
         return finish(motion, fps, start_frame, max_frames, file, facing, rest[0], ground_body)
