@@ -111,6 +111,21 @@ def fit_distance(points: torch.Tensor, R: torch.Tensor, focal: tuple[float, floa
     return float(need.max())
 
 
+def _framing_focal(height: int, fov_deg: float, focal: float | None, margin: float) -> float:
+    """The focal length in pixels of an automatic framing (``focal``, else from the vertical
+    ``fov_deg``), after checking the framing's arguments."""
+    if not 0.0 <= margin < 0.5:
+        raise ValueError(f"margin must be in [0, 0.5), got {margin}")
+    if focal is None:
+        if not 0.0 < fov_deg < 180.0:
+            raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg}")
+        focal = (height / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
+    focal = float(focal)
+    if focal <= 0:
+        raise ValueError(f"focal must be positive, got {focal}")
+    return focal
+
+
 def auto_camera(vertices: torch.Tensor, width: int, height: int, fov_deg: float = 45.0, yaw_deg: float = 0.0,
                 elevation_deg: float = 0.0, distance: float | None = None, focal: float | None = None,
                 margin: float = DEFAULT_MARGIN) -> Camera:
@@ -125,15 +140,7 @@ def auto_camera(vertices: torch.Tensor, width: int, height: int, fov_deg: float 
     pts = vertices.detach().reshape(-1, 3).to(torch.float64).cpu()
     if pts.numel() == 0:
         raise ValueError("auto_camera needs at least one vertex")
-    if not 0.0 <= margin < 0.5:
-        raise ValueError(f"margin must be in [0, 0.5), got {margin}")
-    if focal is None:
-        if not 0.0 < fov_deg < 180.0:
-            raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg}")
-        focal = (height / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
-    focal = float(focal)
-    if focal <= 0:
-        raise ValueError(f"focal must be positive, got {focal}")
+    focal = _framing_focal(height, fov_deg, focal, margin)
     target = (pts.min(0).values + pts.max(0).values) / 2.0
     direction = orbit_direction(yaw_deg, elevation_deg)
     R = look_at_rotation(target + direction, target)
@@ -175,15 +182,7 @@ def follow_camera(vertices: torch.Tensor, pelvis: torch.Tensor, width: int, heig
     frames = verts.shape[0]
     if pelvis.shape[0] != frames:
         raise ValueError(f"follow camera: {pelvis.shape[0]} pelvis positions for {frames} frames")
-    if not 0.0 <= margin < 0.5:
-        raise ValueError(f"margin must be in [0, 0.5), got {margin}")
-    if focal is None:
-        if not 0.0 < fov_deg < 180.0:
-            raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg}")
-        focal = (height / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
-    focal = float(focal)
-    if focal <= 0:
-        raise ValueError(f"focal must be positive, got {focal}")
+    focal = _framing_focal(height, fov_deg, focal, margin)
     flat = verts.reshape(-1, 3)
     centre_y = float((flat[:, 1].min() + flat[:, 1].max()) / 2.0)
     path = smooth_path(pelvis[:, [0, 2]], float(smooth_frames))
