@@ -7,13 +7,10 @@ import re
 
 import comfy.model_management as mm
 import numpy as np
-import torch
 from comfy_api.latest import io
 
-from ..models.composite.template import load_video_fixed_fps, video_info
+from ..models.composite.recover_template import recover_from_template
 from ..models.motion.from_video import estimate_nlf
-from ..models.render import camera_from_info
-from ..models.render.recover import recover_palette
 from .composite.template import template_folder, template_options
 from . import folders
 from .body import rest_pelvis
@@ -54,28 +51,15 @@ class MIMORecoverPalette(io.ComfyNode):
 
     @classmethod
     def execute(cls, template, estimator, body, max_frames, name) -> io.NodeOutput:
-        folder = template_folder(template)
-        vid, sdc = os.path.join(folder, "vid.mp4"), os.path.join(folder, "sdc.mp4")
-        for path in (vid, sdc):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"'{template}' has no {os.path.basename(path)} ({folder}): the palette is "
-                                        "recovered from an official template's vid.mp4 and sdc.mp4.")
         if not re.fullmatch(r"[A-Za-z0-9_-]+", name or ""):
             raise ValueError(f"name '{name}' may only hold letters, digits, '-' and '_'.")
-        fps = round(video_info(vid)[0]) or 30.0
-        video, _ = load_video_fixed_fps(vid, fps, 0, max_frames)
-        renders, _ = load_video_fixed_fps(sdc, fps, 0, len(video))
-        if len(renders) != len(video):
-            raise ValueError(f"'{template}': sdc.mp4 has {len(renders)} frames, vid.mp4 {len(video)}; they must match.")
+        nlf = resolve(NLF_KEY, estimator, "NLF model")
         device = mm.get_torch_device()
-        motion = estimate_nlf(torch.from_numpy(video), resolve(NLF_KEY, estimator, "NLF model"), float(fps),
-                              device=device, rest_pelvis=rest_pelvis(body))
-        h, w = renders.shape[1:3]
-        camera = camera_from_info(motion.meta["camera"], w, h)
-        posed = body.to("cpu")
-        verts, _ = posed.pose(motion.params("cpu"))
-        palette, info = recover_palette(torch.from_numpy(renders).float() / 255.0, verts, posed.faces, camera)
-        info.pop("seen_mask", None)
+
+        def estimate(frames, fps):
+            return estimate_nlf(frames, nlf, fps, device=device, rest_pelvis=rest_pelvis(body))
+
+        palette, info = recover_from_template(template_folder(template), estimate, body, max_frames)
         path = folders.writable("mimo", f"{name}.npy", "Palette")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         np.save(path, palette.numpy().astype(np.float32))
