@@ -95,9 +95,10 @@ class PoseFeatures:
     """Pose-guider features of the motion, computed window by window from the motion frames kept
     on the host as uint8 at the working size, so device memory does not grow with the video's length.
 
-    Features of up to ``cache_bytes`` worth of windows are kept on the device (the windows are the
-    same at every step); a window is always computed as one call on its frames in order, so cached
-    and recomputed features are the same bits."""
+    Features of up to ``cache_bytes`` worth of windows are kept on the device, keyed by the window's
+    index tensor (the loop passes the same ones at every step, so there is no device sync to look
+    one up); a window is always computed the same way, so cached and recomputed features are the
+    same bits."""
 
     def __init__(self, pose_guider: PoseGuider, motion_uint8: torch.Tensor, cache_bytes: int = 0, chunk: int = 8):
         if motion_uint8.dtype != torch.uint8 or motion_uint8.ndim != 4 or motion_uint8.shape[-1] != 3:
@@ -105,28 +106,34 @@ class PoseFeatures:
                              f"{tuple(motion_uint8.shape)}.")
         self.guider, self.motion, self.chunk = pose_guider, motion_uint8, chunk
         self.device, self.dtype = pose_guider.conv_in.weight.device, pose_guider.dtype
-        self.cache_bytes, self._cache, self._cached = cache_bytes, {}, 0
+        self.cache_bytes, self._cache, self._cached, self._host = cache_bytes, {}, 0, {}
 
     def __len__(self) -> int:
         return self.motion.shape[0]
 
+    def _host_index(self, index: torch.Tensor) -> torch.Tensor:
+        # The loop passes the same index tensors at every step: their host copies are made once.
+        held = self._host.get(id(index))
+        if held is None or held[0] is not index:
+            held = self._host[id(index)] = (index, index.cpu())
+        return held[1]
+
     @torch.no_grad()
     def compute(self, index: torch.Tensor) -> torch.Tensor:
-        parts = []
-        for i in range(0, len(index), self.chunk):
-            frames = self.motion[index[i:i + self.chunk].cpu()].to(self.device, non_blocking=True)
+        host, parts = self._host_index(index), []
+        for i in range(0, len(host), self.chunk):
+            frames = self.motion[host[i:i + self.chunk]].to(self.device, non_blocking=True)
             parts.append(self.guider((frames.permute(0, 3, 1, 2).float() / 255.0).to(self.dtype)))
         return torch.cat(parts)
 
     def __call__(self, index: torch.Tensor) -> torch.Tensor:
-        key = tuple(index.tolist())
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
+        hit = self._cache.get(id(index))
+        if hit is not None and hit[0] is index:
+            return hit[1]
         features = self.compute(index)
         size = features.numel() * features.element_size()
         if self._cached + size <= self.cache_bytes:
-            self._cache[key], self._cached = features, self._cached + size
+            self._cache[id(index)], self._cached = (index, features), self._cached + size
         return features
 
 
