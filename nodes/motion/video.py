@@ -6,7 +6,8 @@ import logging
 import comfy.model_management as mm
 from comfy_api.latest import io
 
-from ...models.motion.from_video import estimate_gvhmr, estimate_nlf, gvhmr_available
+from ...models.motion.from_video import estimate_nlf
+from ...models.motion.gvhmr import estimate_gvhmr, gvhmr_available
 from ..body import rest_pelvis
 from ..folders import NLF_KEY, NONE, file_options, resolve
 from .files import clip_outputs
