@@ -5,7 +5,9 @@ import torch
 from comfy_api.latest import io
 
 from ..models.render import default_palette, load_motion_codes, load_sdc_info, render_motion
+from ..models.image_ops import frame_ranges
 from .folders import NONE, file_options, resolve
+from .runtime import warn
 from .types import CATEGORY_MOTION, MIMOBody, MIMOMotion, MIMOMotionCodes
 
 DEFAULT_PALETTE = "default (rest-pose colours)"
@@ -104,4 +106,11 @@ class MIMORasterizeMotion(io.ComfyNode):
             features = load_motion_codes(resolve("mimo_codes", motion_codes, "Motion codes"), body.num_vertices)
             codes, _ = render_motion(vertices, body.faces, features, width, height, **options)
         cpu = mm.intermediate_device()
-        return io.NodeOutput(images.clamp(0, 1).float().to(cpu), masks.float().to(cpu), codes.float().to(cpu))
+        empty = torch.nonzero(~(masks > 0).flatten(1).any(1)).flatten().tolist()
+        warning = None
+        if empty:
+            warning = warn(f"the body is outside the picture in {len(empty)} of the {len(masks)} frames (frames "
+                           f"{frame_ranges(empty)}): those motion frames are black. Use camera 'auto' (frames the "
+                           "whole motion), a larger distance, or check yaw/elevation and the motion's translation.")
+        return io.NodeOutput(images.clamp(0, 1).float().to(cpu), masks.float().to(cpu), codes.float().to(cpu),
+                             ui=warning)

@@ -12,6 +12,9 @@ import comfy.model_patcher
 import comfy.utils
 import latent_preview
 from comfy.latent_formats import SD15
+from comfy_api.latest import ui
+
+from ..models import image_ops
 
 from ..models.generate import memory_modes
 from ..models.generate.pipeline import MIMOModels
@@ -105,6 +108,38 @@ def progress_callback(what: str | None = None):
         state["bar"].update_absolute(min(done, total), max(1, total))
 
     return report
+
+
+def warn(text: str) -> ui.PreviewText:
+    """A warning in the log and on the running node in the UI (progress text); returns the same text
+    as the node's ``ui`` output, so it is also in the prompt's history."""
+    log.warning("MIMO: %s", text)
+    try:
+        from comfy_execution.utils import get_executing_context
+        from server import PromptServer
+
+        context = get_executing_context()
+        if context is not None and PromptServer.instance is not None:
+            PromptServer.instance.send_progress_text(f"Warning: {text}", context.node_id)
+    except Exception as e:  # no server (scripts) or an older ComfyUI: the log and the output still say it
+        log.debug("MIMO: the warning could not be shown in the UI (%s).", e)
+    return ui.PreviewText(f"Warning: {text}")
+
+
+def check_motion_frames(motion, what: str = "motion") -> ui.PreviewText | None:
+    """Motion renders with no body visible: refused when every frame is empty, a warning naming the
+    frames (``ui`` output) when some are."""
+    empty = image_ops.empty_frames(motion)
+    n = motion.shape[0]
+    if len(empty) == n:
+        raise ValueError(f"The {what} frames are all black: no body is visible in any of the {n} frames, so "
+                         "there is nothing to animate. Check MIMO Rasterize Motion's camera (distance, yaw, "
+                         "elevation, 'auto' framing) and that its 'motion' output (not the silhouette) is connected.")
+    if empty:
+        return warn(f"{len(empty)} of the {n} {what} frames are black (no body visible): frames "
+                    f"{image_ops.frame_ranges(empty)}. The character is not guided there; check the camera "
+                    "framing or trim the motion.")
+    return None
 
 
 @contextmanager

@@ -123,7 +123,7 @@ class MIMOLoadTemplate(io.ComfyNode):
         if check is not True:
             raise FileNotFoundError(check)
         t = load_template(template_folder(template), target_fps=fps or None, max_frames=max_frames or None,
-                          use_time_crop=time_crop)
+                          use_time_crop=time_crop, progress=progress_callback("reading the template"))
         n, h, w = t.motion.shape[:3]
         zeros = torch.zeros(n, h, w)
         occlusion = image_ops.to_image(t.occlusion) if t.occlusion is not None else zeros

@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from ...models import image_ops
 from ...models.generate import pipeline
-from ...models.generate.reference_prep import prepare_reference
+from ...models.generate.reference_prep import MIN_CHARACTER_SIDE, prepare_reference
 from ..types import CATEGORY_GENERATE, MIMOIdentity, MIMOModel, MIMOScene
 
 log = logging.getLogger("MIMO")
@@ -29,7 +29,7 @@ def prepared_reference(reference: torch.Tensor, mask: torch.Tensor | None):
     alpha = None
     if mask is not None:  # the first mask at the image's size, 0..1
         alpha = image_ops.one_mask(mask, image.shape[:2], 0, "reference mask").clamp(0, 1).numpy()
-    return prepare_reference(image_ops.to_uint8(image), alpha)
+    return prepare_reference(image_ops.to_uint8(image), alpha, min_side=MIN_CHARACTER_SIDE)
 
 
 class MIMOIdentityEncode(io.ComfyNode):

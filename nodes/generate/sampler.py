@@ -6,7 +6,7 @@ from comfy_api.latest import io
 from ...models import image_ops
 from ...models.generate import pipeline
 from ...models.generate.sampler import progress_ticks
-from ..runtime import SamplerReporter, sampler_plan
+from ..runtime import SamplerReporter, check_motion_frames, sampler_plan
 from ..types import CATEGORY_GENERATE, MIMOIdentity, MIMOModel, MIMOScene
 
 
@@ -55,6 +55,7 @@ class MIMOSampler(io.ComfyNode):
     def execute(cls, mimo_model, identity, motion, scene, width, height, seed, steps, cfg, context_frames,
                 overlap, memory="auto", noise=None) -> io.NodeOutput:
         pipeline.check_size(width, height)
+        warning = check_motion_frames(motion)
         frames = motion.shape[0]
         plan, mode = sampler_plan(mimo_model, memory, width=width, height=height, frames=frames, cfg=cfg,
                                   context_frames=context_frames, overlap=overlap)
@@ -70,4 +71,4 @@ class MIMOSampler(io.ComfyNode):
             context_frames=context_frames, overlap=overlap, seed=seed, noise=initial, callback=reporter,
             plan=plan, before_denoise=before_denoise,
         )
-        return io.NodeOutput({"samples": latents / pipeline.LATENT_SCALE})
+        return io.NodeOutput({"samples": latents / pipeline.LATENT_SCALE}, ui=warning)
