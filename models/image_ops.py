@@ -20,6 +20,7 @@ log = logging.getLogger("MIMO")
 
 _RESAMPLE = {"lanczos": Image.LANCZOS, "bicubic": Image.BICUBIC}
 CHUNK = 16  # frames converted at a time (long videos never exist twice in float)
+BODY_LEVEL = 10  # a motion render's body pixel is brighter than grey 10 (the ROI planner's rule)
 
 
 # ----------------------------------------------------------------------------- frames
@@ -55,6 +56,32 @@ def as_frames(frames, what: str = "video", *, single_ok: bool = False) -> torch.
     if x.dtype == torch.uint8:
         return to_image(x[..., :3].cpu())
     return x[..., :3].to("cpu", torch.float32)
+
+
+def frame_ranges(frames) -> str:
+    """[5, 6, 7, 9] -> '5-7, 9' (at most 8 ranges, then how many more), for messages."""
+    frames = sorted(int(f) for f in frames)
+    ranges: list[list[int]] = []
+    for f in frames:
+        if ranges and f == ranges[-1][1] + 1:
+            ranges[-1][1] = f
+        else:
+            ranges.append([f, f])
+    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges[:8])
+    return text + (f" and {len(ranges) - 8} more ranges" if len(ranges) > 8 else "")
+
+
+def empty_frames(frames, level: int = BODY_LEVEL) -> list[int]:
+    """Indices of the frames of an IMAGE batch (float 0..1 or uint8) in which no pixel is brighter than
+    grey ``level`` in any channel: motion renders with no body visible."""
+    x = torch.as_tensor(frames)
+    x = x[None] if x.ndim == 3 else x
+    limit = level if x.dtype == torch.uint8 else (level + 0.5) / 255.0
+    empty = []
+    for s in range(0, x.shape[0], CHUNK):
+        peak = x[s:s + CHUNK, ..., :3].reshape(min(CHUNK, x.shape[0] - s), -1).amax(dim=1)
+        empty += [s + i for i in torch.nonzero(peak <= limit).flatten().tolist()]
+    return empty
 
 
 def to_uint8(images) -> np.ndarray:

@@ -94,7 +94,7 @@ def is_inside(path: str, kind: str) -> bool:
     return any(_inside(path, r) for r in roots(kind))
 
 
-def _relative(name: str, kind: str, what: str) -> str:
+def relative(name: str, kind: str, what: str) -> str:
     """``name`` as a plain relative path, or a FolderError saying why it is not one."""
     reason = None
     if "\0" in name:
@@ -131,7 +131,7 @@ def resolve(key: str, name: str, what: str, hint: str = "") -> str:
     a FileNotFoundError naming every folder searched when it is in none of them."""
     if not name or name == NONE:
         raise _missing(key, name, what, hint)
-    rel = _relative(name, key, what)
+    rel = relative(name, key, what)
     for root in roots(key):
         path = os.path.join(root, rel)
         if os.path.isfile(path):
@@ -144,7 +144,7 @@ def resolve(key: str, name: str, what: str, hint: str = "") -> str:
 def resolve_folder(kind: str, name: str, what: str) -> str:
     """Full path of a folder of ``kind`` (input/output), confined like ``resolve``; every entry in it
     must resolve inside too (a template's videos). FileNotFoundError when it is not there."""
-    rel = _relative(name, kind, what)
+    rel = relative(name, kind, what)
     for root in roots(kind):
         path = os.path.join(root, rel)
         if os.path.isdir(path):
@@ -184,17 +184,17 @@ def model_folder(key: str) -> str:
     return os.path.join(folder_paths.models_dir, key)
 
 
-def writable(kind: str, relative: str, what: str) -> str:
-    """Where to write ``relative`` (a plain relative name) in the first folder of ``kind``; refused
+def writable(kind: str, name: str, what: str) -> str:
+    """Where to write ``name`` (a plain relative name) in the first folder of ``kind``; refused
     when an existing part of it links out of that folder."""
-    rel = _relative(relative, kind, what)
+    rel = relative(name, kind, what)
     root = model_folder(kind) if kind not in (INPUT, OUTPUT) else roots(kind)[0]
     path = os.path.join(root, rel)
     probe = path
     while not os.path.lexists(probe) and probe != root:  # the deepest part that exists already
         probe = os.path.dirname(probe)
     if not _inside(probe, root):
-        raise FolderError(f"{what} '{relative}' is refused: '{probe}' links to {os.path.realpath(probe)}, outside "
+        raise FolderError(f"{what} '{name}' is refused: '{probe}' links to {os.path.realpath(probe)}, outside "
                           f"{describe(kind).rstrip()}. Choose another name, or remove the link.")
     return path
 

@@ -4,8 +4,10 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
-from ..models.render import default_palette, load_motion_codes, load_sdc_info, render_motion
+from ..models.render import default_palette, load_motion_codes, load_sdc_info, render_bytes, render_motion
+from ..models.image_ops import frame_ranges
 from .folders import NONE, file_options, resolve
+from .runtime import check_host_memory, progress_callback, warn
 from .types import CATEGORY_MOTION, MIMOBody, MIMOMotion, MIMOMotionCodes
 
 DEFAULT_PALETTE = "default (rest-pose colours)"
@@ -86,6 +88,11 @@ class MIMORasterizeMotion(io.ComfyNode):
     def execute(cls, motion, body, width, height, camera, yaw, elevation, distance, focal, palette, drop_hands,
                 supersample, motion_codes=NONE) -> io.NodeOutput:
         device = mm.get_torch_device()
+        codes_c = 0 if not motion_codes or motion_codes == NONE else 16  # unknown before loading: a typical C
+        need = render_bytes(motion.frames, body.num_vertices, width, height, 3, supersample, codes_c)
+        check_host_memory(need, f"MIMO Rasterize Motion ({motion.frames} frames at {width}x{height}, supersample "
+                                f"{supersample})",
+                          "lower width/height or supersample, or keep fewer frames (max_frames on the motion loader).")
         body = body.to(device)
         vertices, joints = body.pose(motion.params(device))
         colours = vertex_colours(palette, body)
@@ -96,7 +103,8 @@ class MIMORasterizeMotion(io.ComfyNode):
                        distance=distance or None,
                        focal=focal or None, drop_vertices=body.hand_vertices if drop_hands else None,
                        supersample=supersample, device=device, pelvis=joints[:, 0],
-                       follow_smooth_frames=FOLLOW_SMOOTH_SECONDS * motion.fps)
+                       follow_smooth_frames=FOLLOW_SMOOTH_SECONDS * motion.fps,
+                       progress=progress_callback("rasterizing"))
         images, masks = render_motion(vertices, body.faces, colours,
                                       width, height, **options)
         codes = images
@@ -104,4 +112,11 @@ class MIMORasterizeMotion(io.ComfyNode):
             features = load_motion_codes(resolve("mimo_codes", motion_codes, "Motion codes"), body.num_vertices)
             codes, _ = render_motion(vertices, body.faces, features, width, height, **options)
         cpu = mm.intermediate_device()
-        return io.NodeOutput(images.clamp(0, 1).float().to(cpu), masks.float().to(cpu), codes.float().to(cpu))
+        empty = torch.nonzero(~(masks > 0).flatten(1).any(1)).flatten().tolist()
+        warning = None
+        if empty:
+            warning = warn(f"the body is outside the picture in {len(empty)} of the {len(masks)} frames (frames "
+                           f"{frame_ranges(empty)}): those motion frames are black. Use camera 'auto' (frames the "
+                           "whole motion), a larger distance, or check yaw/elevation and the motion's translation.")
+        return io.NodeOutput(images.clamp(0, 1).float().to(cpu), masks.float().to(cpu), codes.float().to(cpu),
+                             ui=warning)

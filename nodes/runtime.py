@@ -12,6 +12,12 @@ import comfy.model_patcher
 import comfy.utils
 import latent_preview
 from comfy.latent_formats import SD15
+from comfy_api.latest import ui
+
+from ..models import image_ops
+from ..models import memory
+from ..models.cancel import checks_between_layers
+from ..models.decompose import budget
 
 from ..models.generate import memory_modes
 from ..models.generate.pipeline import MIMOModels
@@ -107,18 +113,85 @@ def progress_callback(what: str | None = None):
     return report
 
 
+def warn(text: str) -> ui.PreviewText:
+    """A warning in the log and on the running node in the UI (progress text); returns the same text
+    as the node's ``ui`` output, so it is also in the prompt's history."""
+    log.warning("MIMO: %s", text)
+    try:
+        from comfy_execution.utils import get_executing_context
+        from server import PromptServer
+
+        context = get_executing_context()
+        if context is not None and PromptServer.instance is not None:
+            PromptServer.instance.send_progress_text(f"Warning: {text}", context.node_id)
+    except Exception as e:  # no server (scripts) or an older ComfyUI: the log and the output still say it
+        log.debug("MIMO: the warning could not be shown in the UI (%s).", e)
+    return ui.PreviewText(f"Warning: {text}")
+
+
+def check_motion_frames(motion, what: str = "motion") -> ui.PreviewText | None:
+    """Motion renders with no body visible: refused when every frame is empty, a warning naming the
+    frames (``ui`` output) when some are."""
+    empty = image_ops.empty_frames(motion)
+    n = motion.shape[0]
+    if len(empty) == n:
+        raise ValueError(f"The {what} frames are all black: no body is visible in any of the {n} frames, so "
+                         "there is nothing to animate. Check MIMO Rasterize Motion's camera (distance, yaw, "
+                         "elevation, 'auto' framing) and that its 'motion' output (not the silhouette) is connected.")
+    if empty:
+        return warn(f"{len(empty)} of the {n} {what} frames are black (no body visible): frames "
+                    f"{image_ops.frame_ranges(empty)}. The character is not guided there; check the camera "
+                    "framing or trim the motion.")
+    return None
+
+
+def cancellable():
+    """Cancel points between the layers of every network forward run inside the block (at most every
+    0.1 s): Cancel in ComfyUI stops a long forward within a second."""
+    return checks_between_layers(mm.throw_exception_if_processing_interrupted)
+
+
+def check_host_memory(need: int, what: str, fix: str) -> None:
+    """Refuse a call whose host-memory estimate does not fit what is available (figure and limit)."""
+    memory.check_host(need, what, fix)
+
+
+def check_device_memory(need: int, what: str, fix: str) -> None:
+    """On a GPU: refuse when ``need`` bytes do not fit what is free plus what ComfyUI can evict."""
+    device = mm.get_torch_device()
+    if device.type == "cpu":
+        return
+    free = mm.get_free_memory(device) + sum(lm.model_loaded_memory() for lm in mm.current_loaded_models
+                                            if lm.device == device)
+    memory.check_fits(need, free, what, fix, where=f"memory on {device}", headroom=0.95)
+
+
+def check_decomposition(frames, what: str, **steps) -> None:
+    """The host-memory check of a decomposition node over ``frames`` [F,H,W,3] (steps: see
+    ``models.decompose.budget.decomposition_bytes``)."""
+    n, h, w = frames.shape[:3]
+    check_host_memory(budget.decomposition_bytes(n, h, w, **steps), f"{what} on {n} frames of {w}x{h}",
+                      budget.decomposition_fix(n, h, w))
+
+
 @contextmanager
-def model_step(path: str):
-    """Around a library call that loads and frees a model file: ComfyUI evicts other models for it
-    first (about 3x the file size), and the freed memory goes back after. Yields the device."""
+def model_step(path: str, what: str = "this step"):
+    """Around a library call that loads and frees a model file: refused when the GPU cannot hold it
+    (about 3x the file size, weights and activations), else ComfyUI evicts other models for it first,
+    and the freed memory goes back after. Network forwards inside are cancel points. Yields the device."""
     device = mm.get_torch_device()
     if device.type != "cpu":
         try:
             size = os.path.getsize(path)
         except OSError:
             size = 0
-        mm.free_memory(3 * size + mm.minimum_inference_memory(), device)
+        need = 3 * size + mm.minimum_inference_memory()
+        check_device_memory(need, f"{what} with {os.path.basename(path)}",
+                            "choose a smaller model file (e.g. SAM 2 tiny/small, Depth Anything vits), close "
+                            "other GPU programs, or run ComfyUI with --lowvram.")
+        mm.free_memory(need, device)
     try:
-        yield device
+        with cancellable():
+            yield device
     finally:
         mm.soft_empty_cache()

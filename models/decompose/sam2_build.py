@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
-from ..weights import CheckpointError
+from ..weights import CheckpointError, check_not_empty
 
 log = logging.getLogger("MIMO")
 
@@ -155,6 +155,7 @@ def read_sam2_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], int
     if not path.is_file():
         raise FileNotFoundError(f"SAM 2 model file not found: {path}")
     size = None
+    check_not_empty(path)
     try:
         if path.suffix.lower() == ".safetensors":
             from safetensors import safe_open

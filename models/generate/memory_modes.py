@@ -116,3 +116,17 @@ def _too_big(need: MemoryEstimate, budget: int, width: int, height: int, context
     return (f"MIMO Sampler needs about {need.total / GIB:.1f} GiB of GPU memory even in low-VRAM mode at "
             f"{width}x{height} with {context_frames}-frame windows ({need.weights / GIB:.1f} GiB of weights), "
             f"but only {budget / GIB:.1f} GiB can be used. Try " + ", or ".join(hint) + ".")
+
+
+def host_bytes(*, width: int, height: int, frames: int, context_frames: int, cfg: float, dtype: torch.dtype,
+               on_cpu: bool, block_out_channels: tuple = (320,)) -> int:
+    """Peak host bytes of one sampler call beyond the weights: the motion at the working size (uint8),
+    the video's latents/noise/accumulators/scene (float32, about 8 per latent pixel), and on the CPU
+    the denoiser's activations (scaled to the network's width; SD1.5's 320 first channels = 1)."""
+    latent = 4 * (width // 8) * (height // 8) * 4
+    total = frames * width * height * 3 + 8 * frames * latent
+    if on_cpu:
+        scale = block_out_channels[0] / 320
+        images = min(frames, context_frames) * (2 if cfg > 1.0 else 1)
+        total += int(forward_activations(width, height, images, dtype) * scale)
+    return int(total)

@@ -8,6 +8,7 @@ only moves the whole clip by the constant (R - I)(J0_true - J0), about a centime
 so the default is fine for rendering with a camera that frames the body."""
 
 import logging
+import zipfile
 from pathlib import Path
 from collections.abc import Callable
 
@@ -72,6 +73,9 @@ def load_amass(path, rest_pelvis: np.ndarray | Callable | None = None) -> Motion
     betas, or a function betas -> rest joints [J,3] / pelvis [3] (called with the file's betas)."""
     path = Path(path)
     name = path.name
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise AMASSError(f"{name} is not a .npz archive (damaged, truncated or another format); AMASS motions are "
+                         "zip archives of arrays. Re-download or re-export it.")
     try:
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -79,7 +83,8 @@ def load_amass(path, rest_pelvis: np.ndarray | Callable | None = None) -> Motion
     except ValueError as e:
         raise AMASSError(f"{name}: not a plain .npz of arrays ({e}). AMASS files need no pickled objects.") from None
     except Exception as e:
-        raise AMASSError(f"{name}: cannot be read as a .npz file ({e}).") from None
+        raise AMASSError(f"{name}: cannot be read as a .npz file ({e}); it is damaged or not an AMASS motion. "
+                         "Re-download or re-export it.") from None
     with data:
         try:
             keys = set(data.files)

@@ -6,6 +6,9 @@ and motion from video all refuse the same way."""
 import numpy as np
 
 from ..errors import MIMOInputError
+from ..image_ops import frame_ranges
+
+__all__ = ["MotionError", "check_betas", "check_finite", "check_fps", "frame_ranges"]
 
 MIN_FPS, MAX_FPS = 1.0, 1000.0
 MAX_BETAS = 400  # SMPL-X's shape space is the largest: 300 shape (+100 expression) components
@@ -13,19 +16,6 @@ MAX_BETAS = 400  # SMPL-X's shape space is the largest: 300 shape (+100 expressi
 
 class MotionError(MIMOInputError):
     """A motion that cannot be used; the message names the source and what is wrong."""
-
-
-def frame_ranges(frames) -> str:
-    """[5, 6, 7, 9] -> '5-7, 9' (at most 8 ranges, then how many more)."""
-    frames = sorted(int(f) for f in frames)
-    ranges: list[list[int]] = []
-    for f in frames:
-        if ranges and f == ranges[-1][1] + 1:
-            ranges[-1][1] = f
-        else:
-            ranges.append([f, f])
-    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in ranges[:8])
-    return text + (f" and {len(ranges) - 8} more ranges" if len(ranges) > 8 else "")
 
 
 def check_finite(source: str, **arrays) -> None:

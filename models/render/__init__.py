@@ -61,7 +61,7 @@ def render_motion(vertices: torch.Tensor, faces: torch.Tensor, features: torch.T
                   supersample: int = 1, camera: Camera | None = None,
                   device: torch.device | str | None = None, camera_info: dict | None = None,
                   pelvis: torch.Tensor | None = None,
-                  follow_smooth_frames: float = 6.0) -> tuple[torch.Tensor, torch.Tensor]:
+                  follow_smooth_frames: float = 6.0, progress=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Posed body ``vertices`` [F,V,3] (world, metres) -> (images [F,H,W,C] float, masks [F,H,W]
     float 0..1), with per-vertex ``features`` [V,C] or [F,V,C] (colours in 0..1 give images in 0..1).
 
@@ -70,7 +70,8 @@ def render_motion(vertices: torch.Tensor, faces: torch.Tensor, features: torch.T
     faces turned away from the camera.
     ``supersample`` s > 1 renders at s times the size and averages s x s blocks (antialiased edges,
     fractional masks; pyrender's offscreen renders were 4x MSAA). ``device``: where to render
-    (default: the vertices' device); results stay there.
+    (default: the vertices' device); results stay there. ``progress(done, total)``: after each chunk of
+    frames (a cancel point in ComfyUI).
     """
     if int(supersample) < 1:
         raise ValueError(f"supersample must be >= 1, got {supersample}")
@@ -88,9 +89,18 @@ def render_motion(vertices: torch.Tensor, faces: torch.Tensor, features: torch.T
     if supersample > 1:
         camera = camera.scaled(supersample)
     images, masks = rasterize(vertices, faces, torch.as_tensor(features).to(device), camera, backend=backend,
-                              drop_vertices=drop_vertices, cull_backfaces=cull_backfaces)
+                              drop_vertices=drop_vertices, cull_backfaces=cull_backfaces, progress=progress)
     masks = masks.float()
     if supersample > 1:
         images = F.avg_pool2d(images.permute(0, 3, 1, 2), supersample).permute(0, 2, 3, 1).contiguous()
         masks = F.avg_pool2d(masks[:, None], supersample)[:, 0]
     return images, masks
+
+
+def render_bytes(frames: int, vertices: int, width: int, height: int, channels: int = 3, supersample: int = 1,
+                 code_channels: int = 0) -> int:
+    """Peak bytes of ``render_motion`` and the node's outputs: posed vertices, the supersampled render
+    (features + mask), the images/masks at the size asked for and their float copies, motion codes."""
+    s2 = int(supersample) ** 2
+    per_pixel = s2 * (4 * channels + 1) + 2 * (4 * channels + 4) + (s2 + 2) * 4 * code_channels
+    return int(frames * (vertices * 3 * 4 * 2 + width * height * per_pixel))

@@ -123,7 +123,7 @@ class MIMOLoadTemplate(io.ComfyNode):
         if check is not True:
             raise FileNotFoundError(check)
         t = load_template(template_folder(template), target_fps=fps or None, max_frames=max_frames or None,
-                          use_time_crop=time_crop)
+                          use_time_crop=time_crop, progress=progress_callback("reading the template"))
         n, h, w = t.motion.shape[:3]
         zeros = torch.zeros(n, h, w)
         occlusion = image_ops.to_image(t.occlusion) if t.occlusion is not None else zeros
@@ -193,12 +193,14 @@ class MIMOSaveTemplate(io.ComfyNode):
 
     @classmethod
     def _folder(cls, name: str, overwrite: bool) -> str:
-        clean = name.strip().replace("\\", "/").strip("/")
-        parts = clean.split("/") if clean else []
-        if not parts or any(p in ("", ".", "..") for p in parts) or os.path.isabs(name.strip()):
+        clean = name.strip().replace("\\", "/")
+        parts = clean.strip("/").split("/") if clean.strip("/") else []
+        if not parts or any(p in ("", ".") for p in parts):
             raise ValueError(f"Template name {name!r} is not usable: give a plain folder name such as 'dance_01' "
-                             "(subfolders with '/', no '..').")
-        base = folders.writable(folders.OUTPUT, "/".join([TEMPLATES_DIR, *parts]), "Template folder")
+                             "(subfolders with '/').")
+        # absolute paths, '..' and links out of output/ are refused by the one resolver
+        folders.relative(clean, folders.OUTPUT, "Template folder")
+        base = folders.writable(folders.OUTPUT, f"{TEMPLATES_DIR}/{clean}", "Template folder")
         if overwrite or not os.path.exists(base):
             return base
         counter = 1

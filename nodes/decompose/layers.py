@@ -13,7 +13,7 @@ from ...models.decompose import occlusion as occ_lib
 from ...models.decompose import sam2_masks
 from ...models.decompose import sam2_build
 from ..folders import DEPTH_KEY, NONE, PROPAINTER_KEY, SAM2_KEY, file_options, model_folder, resolve
-from ..runtime import model_step, progress_callback
+from ..runtime import cancellable, check_decomposition, model_step, progress_callback
 from ..types import CATEGORY_DECOMPOSE
 
 log = logging.getLogger("MIMO")
@@ -98,7 +98,7 @@ def _occluders(frames, human, depth, *, sam2_path, tracking, candidates, output,
         report = progress_callback("tracking occluders")
 
         def track(x, masks_at):
-            with model_step(sam2_path) as device:
+            with model_step(sam2_path, "tracking occluders") as device:
                 return track_objects(x, sam2_path, masks_at, True, device=device, progress=report)
 
     keys = occ_lib.search_frames(human, rules, track)
@@ -106,7 +106,8 @@ def _occluders(frames, human, depth, *, sam2_path, tracking, candidates, output,
     if candidates == CAND_SAM2:
         report = progress_callback("SAM 2 automatic masks")
         maps = image_ops.as_maps(depth, frames, "depth")
-        with model_step(sam2_path) as device, sam2_masks.sam2_proposer(sam2_path, device=device) as propose:
+        with (model_step(sam2_path, "SAM 2 automatic masks") as device,
+              sam2_masks.sam2_proposer(sam2_path, device=device) as propose):
             found = {}
             for j, i in enumerate(keys):
                 found[i] = propose(frames[i].numpy(), maps[i].numpy(), (human[i] > 0.5).numpy())
@@ -163,6 +164,7 @@ class MIMOOcclusionLayer(io.ComfyNode):
                 min_pixels_small, min_pixels_large, max_keyframes, keyframe_gap, body_mask=None) -> io.NodeOutput:
         frames = image_ops.as_frames(video, "input 'video'")
         needs_sam2 = tracking == TRACK_SAM2 or candidates == CAND_SAM2
+        check_decomposition(frames, "MIMO Occlusion Layer", track=False, occluders=True, sam2=tracking == TRACK_SAM2)
         if needs_sam2 and (not sam2_model or sam2_model == NONE):
             raise ValueError(f"tracking '{tracking}' / candidates '{candidates}' need a SAM 2 model: choose one in "
                              f"'sam2_model' (files in models/sam2), or use tracking '{TRACK_STATIC}' or "
@@ -209,9 +211,11 @@ class MIMOInpaintScene(io.ComfyNode):
         if scene is not None:
             return io.NodeOutput(scene)
         frames = image_ops.as_frames(video, "input 'video'")
-        out = inpaint_lib.inpaint_scene(frames, masks, method=method, dilate=dilate, window=window,
-                                        propainter_weights=model_folder(PROPAINTER_KEY), device=mm.get_torch_device(),
-                                        progress=progress_callback("inpainting"))
+        check_decomposition(frames, "MIMO Inpaint Scene", track=False, scene=True)
+        with cancellable():
+            out = inpaint_lib.inpaint_scene(frames, masks, method=method, dilate=dilate, window=window,
+                                            propainter_weights=model_folder(PROPAINTER_KEY),
+                                            device=mm.get_torch_device(), progress=progress_callback("inpainting"))
         mm.soft_empty_cache()
         return io.NodeOutput(out.to(mm.intermediate_device()))
 
@@ -264,19 +268,20 @@ class MIMODecomposeVideo(io.ComfyNode):
 
         frames = image_ops.as_frames(video, "input 'video'")
         n, h, w = frames.shape[:3]
-        sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2 model", sam2_build.sam2_files_hint())
         want_occ = occluders != OCC_NONE
+        check_decomposition(frames, "MIMO Decompose Video", track=True, depth=want_occ, occluders=want_occ, scene=True)
+        sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2 model", sam2_build.sam2_files_hint())
         depth_path = (resolve(DEPTH_KEY, depth_model, "Depth Anything V2 model", depth_files_hint()) if want_occ
                       else None)
 
-        with model_step(sam2_path) as device:
+        with model_step(sam2_path, "tracking the person") as device:
             human = track_human(frames, sam2_path, mask=first_frame_mask, device=device,
                                 progress=progress_callback("tracking the person"))
         if not bool((human > 0.5).any()):
             log.warning("MIMO Decompose Video: the person was not found in any frame.")
 
         if want_occ:
-            with model_step(depth_path) as device:
+            with model_step(depth_path, "depth") as device:
                 depth = estimate_depth(frames, depth_path, input_size=depth_size, device=device,
                                        progress=progress_callback("depth"))
             occ = _occluders(frames, human, depth, sam2_path=sam2_path, tracking=TRACK_SAM2, candidates=occluders,
@@ -285,9 +290,10 @@ class MIMODecomposeVideo(io.ComfyNode):
             depth = torch.zeros(n, h, w)
             occ = torch.zeros(n, h, w)
 
-        scene = inpaint_lib.inpaint_scene(frames, human, method=method, dilate=dilate, window=window,
-                                          propainter_weights=model_folder(PROPAINTER_KEY), device=mm.get_torch_device(),
-                                          progress=progress_callback("inpainting"))
+        with cancellable():
+            scene = inpaint_lib.inpaint_scene(frames, human, method=method, dilate=dilate, window=window,
+                                              propainter_weights=model_folder(PROPAINTER_KEY),
+                                              device=mm.get_torch_device(), progress=progress_callback("inpainting"))
         mm.soft_empty_cache()
         cpu = mm.intermediate_device()
         return io.NodeOutput(human.float().to(cpu), scene.to(cpu), occ.float().to(cpu),

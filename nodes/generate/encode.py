@@ -7,7 +7,8 @@ from comfy_api.latest import io
 
 from ...models import image_ops
 from ...models.generate import pipeline
-from ...models.generate.reference_prep import prepare_reference
+from ...models.generate.reference_prep import MIN_CHARACTER_SIDE, prepare_reference
+from ..runtime import cancellable
 from ..types import CATEGORY_GENERATE, MIMOIdentity, MIMOModel, MIMOScene
 
 log = logging.getLogger("MIMO")
@@ -29,7 +30,7 @@ def prepared_reference(reference: torch.Tensor, mask: torch.Tensor | None):
     alpha = None
     if mask is not None:  # the first mask at the image's size, 0..1
         alpha = image_ops.one_mask(mask, image.shape[:2], 0, "reference mask").clamp(0, 1).numpy()
-    return prepare_reference(image_ops.to_uint8(image), alpha)
+    return prepare_reference(image_ops.to_uint8(image), alpha, min_side=MIN_CHARACTER_SIDE)
 
 
 class MIMOIdentityEncode(io.ComfyNode):
@@ -63,7 +64,8 @@ class MIMOIdentityEncode(io.ComfyNode):
         pipeline.check_size(width, height)
         prepared = prepared_reference(reference, mask)
         models = mimo_model.load("image_encoder", "vae", "reference_unet")
-        identity = pipeline.encode_identity(models, prepared, width, height)
+        with cancellable():
+            identity = pipeline.encode_identity(models, prepared, width, height)
         preview = image_ops.to_image(prepared)[None]
         return io.NodeOutput(identity, preview)
 
@@ -93,4 +95,5 @@ class MIMOSceneEncode(io.ComfyNode):
         pipeline.check_size(width, height)
         models = mimo_model.load("vae")
         frames = image_ops.uint8_frames(scene) if scene is not None else None
-        return io.NodeOutput(pipeline.encode_scene(models, frames, width, height))
+        with cancellable():
+            return io.NodeOutput(pipeline.encode_scene(models, frames, width, height))

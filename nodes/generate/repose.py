@@ -11,6 +11,7 @@ from ...models import image_ops
 from ...models.generate.repose import a_pose_render, repose
 from .encode import prepared_reference, size_inputs
 from ..render import palette_input, vertex_colours
+from ..runtime import cancellable
 from ..types import CATEGORY_GENERATE, MIMOBody, MIMOModel
 
 log = logging.getLogger("MIMO")
@@ -57,5 +58,6 @@ class MIMOCanonicalRepose(io.ComfyNode):
         body = body.to(device)
         drive = a_pose_render(body, vertex_colours(palette, body), width, height, arm_angle, device)
         models = mimo_model.load("image_encoder", "vae", "reference_unet", "denoiser", "pose_guider")
-        out = repose(models, prepared, drive, width, height, steps=steps, cfg=cfg, seed=seed)
+        with cancellable():  # cancel points between the networks' layers
+            out = repose(models, prepared, drive, width, height, steps=steps, cfg=cfg, seed=seed)
         return io.NodeOutput(image_ops.to_image(out)[None], image_ops.to_image(drive))

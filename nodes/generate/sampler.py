@@ -1,12 +1,13 @@
 """MIMOSampler: identity + motion renders + scene -> video latents (core LATENT, decodable by VAE Decode)."""
 
+import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
 from ...models import image_ops
-from ...models.generate import pipeline
+from ...models.generate import memory_modes, pipeline
 from ...models.generate.sampler import progress_ticks
-from ..runtime import SamplerReporter, sampler_plan
+from ..runtime import SamplerReporter, cancellable, check_host_memory, check_motion_frames, sampler_plan
 from ..types import CATEGORY_GENERATE, MIMOIdentity, MIMOModel, MIMOScene
 
 
@@ -56,6 +57,16 @@ class MIMOSampler(io.ComfyNode):
                 overlap, memory="auto", noise=None) -> io.NodeOutput:
         pipeline.check_size(width, height)
         frames = motion.shape[0]
+        on_cpu = mm.get_torch_device().type == "cpu"
+        need = memory_modes.host_bytes(width=width, height=height, frames=frames, context_frames=context_frames,
+                                       cfg=cfg, dtype=mimo_model.dtype, on_cpu=on_cpu,
+                                       block_out_channels=mimo_model.models.denoiser.config.block_out_channels)
+        check_host_memory(need, f"MIMO Sampler ({frames} frames at {width}x{height}, {context_frames}-frame windows"
+                                f"{', on the CPU' if on_cpu else ''})",
+                          "lower width/height, sample fewer frames (max_frames on the motion loader, or split the "
+                          "clip), lower context_frames, or use cfg 1.0 (half the work)." if on_cpu else
+                          "lower width/height or sample fewer frames (max_frames on the motion loader).")
+        warning = check_motion_frames(motion)
         plan, mode = sampler_plan(mimo_model, memory, width=width, height=height, frames=frames, cfg=cfg,
                                   context_frames=context_frames, overlap=overlap)
         models = mimo_model.load(*pipeline.networks_needed(identity, scene, width, height))
@@ -65,9 +76,10 @@ class MIMOSampler(io.ComfyNode):
             shape = torch.zeros(frames, 4, height // 8, width // 8)
             initial = noise.generate_noise({"samples": shape}).float()
         reporter = SamplerReporter(progress_ticks(frames, steps, context_frames, overlap))
-        latents = pipeline.sample(
-            models, identity, image_ops.uint8_frames(motion), scene, width, height, steps=steps, cfg=cfg,
-            context_frames=context_frames, overlap=overlap, seed=seed, noise=initial, callback=reporter,
-            plan=plan, before_denoise=before_denoise,
-        )
-        return io.NodeOutput({"samples": latents / pipeline.LATENT_SCALE})
+        with cancellable():
+            latents = pipeline.sample(
+                models, identity, image_ops.uint8_frames(motion), scene, width, height, steps=steps, cfg=cfg,
+                context_frames=context_frames, overlap=overlap, seed=seed, noise=initial, callback=reporter,
+                plan=plan, before_denoise=before_denoise,
+            )
+        return io.NodeOutput({"samples": latents / pipeline.LATENT_SCALE}, ui=warning)

@@ -11,7 +11,7 @@ from ...models.motion.gvhmr import estimate_gvhmr, gvhmr_available
 from ..body import rest_pelvis
 from ..folders import NLF_KEY, NONE, file_options, resolve
 from .files import clip_outputs
-from ..runtime import progress_callback
+from ..runtime import cancellable, progress_callback
 from ..types import CATEGORY_MOTION, MIMOBody
 
 log = logging.getLogger("MIMO")
@@ -81,16 +81,17 @@ class MIMOMotionFromVideo(io.ComfyNode):
         pelvis = None if body is None else rest_pelvis(body)
         device = mm.get_torch_device()
         fov = fov_degrees or None
-        if estimator == GVHMR:
-            if not gvhmr_available():
-                raise RuntimeError("The gvhmr package is not importable any more in this ComfyUI; reinstall it "
-                                   "(pip install \"gvhmr[preproc]\") or choose an NLF file.")
-            motion = estimate_gvhmr(video, fps, fov_degrees=fov, static_camera=static_camera, device=device,
-                                    rest_pelvis=pelvis)
-        else:
-            path = resolve(NLF_KEY, estimator, "NLF model")
-            motion = estimate_nlf(video, path, fps, fov_degrees=fov, batch_size=batch_size, device=device,
-                                  rest_pelvis=pelvis, source=f"nlf:{estimator}", progress=progress_callback())
+        with cancellable():  # cancel points between layers (GVHMR; NLF's TorchScript: between batches)
+            if estimator == GVHMR:
+                if not gvhmr_available():
+                    raise RuntimeError("The gvhmr package is not importable any more in this ComfyUI; reinstall it "
+                                       "(pip install \"gvhmr[preproc]\") or choose an NLF file.")
+                motion = estimate_gvhmr(video, fps, fov_degrees=fov, static_camera=static_camera, device=device,
+                                        rest_pelvis=pelvis)
+            else:
+                path = resolve(NLF_KEY, estimator, "NLF model")
+                motion = estimate_nlf(video, path, fps, fov_degrees=fov, batch_size=batch_size, device=device,
+                                      rest_pelvis=pelvis, source=f"nlf:{estimator}", progress=progress_callback())
         mm.soft_empty_cache()
         log.info("Motion from video (%s): %d frames at %g fps, person found in %d.", estimator, motion.frames,
                  motion.fps, motion.meta.get("detected_frames", motion.frames))
