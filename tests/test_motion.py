@@ -161,6 +161,22 @@ def test_amass_smplh_g(tmp_path):
     assert load_amass(tmp_path / "b_poses.npz").gender == "male"
 
 
+def test_amass_clip_placed_on_the_floor_over_the_kept_frames(tmp_path):
+    from mimo_pack.models.body.demo import demo_body
+    from mimo_pack.models.motion import placement
+
+    write_smplh_g(tmp_path / "jump_poses.npz", frames=20)
+    m = load_amass(tmp_path / "jump_poses.npz").trim(5, 15)  # the loaders trim first
+    body = demo_body()
+    low = placement.lowest_point(m, body)
+    assert abs(low) > 0.05  # the synthetic capture floats or sinks
+    placed = placement.place(m, "keep", m.meta["rest_pelvis"], body, centre_start=False)
+    assert abs(placement.lowest_point(placed, body)) < 1e-5
+    assert np.allclose(placed.trans[:, [0, 2]], m.trans[:, [0, 2]])  # AMASS keeps its horizontal path
+    assert np.allclose(placed.trans[:, 1] - m.trans[:, 1], -low)
+    assert placement.place(m, "keep", m.meta["rest_pelvis"]) is m  # "as captured": untouched
+
+
 def test_amass_smplx_keys_and_poses_agree(tmp_path):
     t = 9
     root, body = random_aa(t), random_aa(t, 21, max_angle=1.0).reshape(t, -1)
@@ -252,6 +268,10 @@ def test_load_amass_node(comfy_server):
     assert result.outputs["2"]["text"] == ["5"]
     result = comfy_server.run(preview_prompt("MIMOLoadAMASS", {**args, "fps": 0.0}, output=1), check=True)
     assert result.outputs["2"]["text"] == ["120.0"]
+    assert combo_options(inputs["floor"]) == ["feet on the floor", "as captured"]
+    for floor in ("as captured", "feet on the floor"):
+        result = comfy_server.run(preview_prompt("MIMOLoadAMASS", {**args, "floor": floor}, body=True), check=True)
+        assert result.outputs["2"]["text"] == ["8"]
 
     late = comfy_server.run(preview_prompt("MIMOLoadAMASS", {**args, "start_frame": 50}))
     assert not late.ok and "start_frame 50 is past the end" in late.error["exception_message"]

@@ -154,7 +154,7 @@ class _Payload:
 
 def test_pickles_with_code_are_refused(tmp_path):
     torch.save({"state_dict": {"x": _Payload()}}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="Weights only load failed"):
+    with pytest.raises(CheckpointError, match="pickled Python objects .code., not only weights"):
         V.load_vae(tmp_path / "evil.pt")
 
 

@@ -95,3 +95,12 @@ def centre(motion: Motion, rest_pelvis) -> Motion:
     shift = (motion.trans[0] + j0) * np.array([1.0, 0.0, 1.0])
     out.trans = motion.trans - shift
     return out
+
+
+def place(motion: Motion, facing: str, rest_pelvis, ground_body=None, centre_start: bool = True) -> Motion:
+    """What the loaders do to the kept frames: ``face`` it, then (with ``ground_body``) start the pelvis at
+    x = z = 0 (``centre_start``) and put the lowest point of the posed mesh on the floor."""
+    motion = face(motion, facing, rest_pelvis)
+    if ground_body is None:
+        return motion
+    return ground(centre(motion, rest_pelvis) if centre_start else motion, ground_body)

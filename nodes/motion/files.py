@@ -22,6 +22,7 @@ log = logging.getLogger("MIMO")
 
 AMASS_EXTS = (".npz",)
 MIXAMO_EXTS = (".fbx", ".bvh")
+AMASS_FLOOR = ("feet on the floor", "as captured")
 
 
 def _is_shape_file(name: str) -> bool:
@@ -64,10 +65,10 @@ def clip_outputs() -> list:
     ]
 
 
-def finish(motion, fps: float, start_frame: int, max_frames: int, file: str, facing: str = "keep",
-           rest_pelvis=None, ground_body=None) -> io.NodeOutput:
+def finish(motion, fps: float, start_frame: int, max_frames: int, file: str, facing: str, rest_pelvis,
+           ground_body=None, centre: bool = True) -> io.NodeOutput:
     """Resample, trim, then on the kept frames only: facing, and (with ``ground_body``) the pelvis
-    centred at the start and the posed mesh's lowest point on the floor (y = 0)."""
+    centred at the start (``centre``) and the posed mesh's lowest point on the floor (y = 0)."""
     if fps > 0:
         motion = motion.resample(fps)
     if start_frame >= motion.frames:
@@ -75,10 +76,7 @@ def finish(motion, fps: float, start_frame: int, max_frames: int, file: str, fac
                          f"{motion.fps:g} fps. Use a start_frame below {motion.frames}.")
     end = motion.frames if max_frames <= 0 else min(motion.frames, start_frame + max_frames)
     motion = motion.trim(start_frame, end)
-    if rest_pelvis is not None:
-        motion = placement.face(motion, facing, rest_pelvis)
-    if ground_body is not None:
-        motion = placement.ground(placement.centre(motion, rest_pelvis), ground_body)
+    motion = placement.place(motion, facing, rest_pelvis, ground_body, centre)
     log.info("Motion '%s': %d frames at %g fps.", file, motion.frames, motion.fps)
     return io.NodeOutput(motion, motion.fps, motion.frames)
 
@@ -100,10 +98,16 @@ class MIMOLoadAMASS(io.ComfyNode):
                                        "(shape.npz, *_stagei.npz) are not motions and are not listed. AMASS data "
                                        "is non-commercial and registration-only: use your own download."),
                 *clip_inputs("clip"),
+                io.Combo.Input("floor", options=list(AMASS_FLOOR), default=AMASS_FLOOR[0], optional=True,
+                               tooltip="feet on the floor: the clip is moved up or down so that the lowest point "
+                                       "of the posed mesh over the kept frames (the soles, for a standing clip) "
+                                       "is at y = 0 (captures often sit a few cm below their floor once posed "
+                                       "with another body). as captured: the capture's own floor height."),
                 MIMOBody.Input("body", optional=True,
                                tooltip="The body the motion will drive. Connected: its rest pelvis for the motion's "
-                                       "shape is used to turn Z-up into Y-up exactly. Unconnected: a typical SMPL-H "
-                                       "pelvis (the clip may then sit ~1 cm off, as a whole)."),
+                                       "shape is used to turn Z-up into Y-up exactly, and its posed mesh sets the "
+                                       "floor contact. Unconnected: a typical SMPL-H pelvis (the clip may then sit "
+                                       "~1 cm off, as a whole) and the demo body's mesh for the floor."),
             ],
             outputs=clip_outputs(),
         )
@@ -117,10 +121,15 @@ class MIMOLoadAMASS(io.ComfyNode):
         return _fingerprint(file)
 
     @classmethod
-    def execute(cls, file, fps, start_frame, max_frames, facing="keep", body=None) -> io.NodeOutput:
+    def execute(cls, file, fps, start_frame, max_frames, facing="keep", floor=None, body=None) -> io.NodeOutput:
+        floor = floor or AMASS_FLOOR[0]
+        if floor not in AMASS_FLOOR:
+            raise ValueError(f"floor must be one of {', '.join(AMASS_FLOOR)}; got {floor!r}.")
         path = folders.resolve(folders.INPUT, file, "AMASS motion")
         motion = load_amass(path, rest_pelvis=None if body is None else rest_pelvis(body))
-        return finish(motion, fps, start_frame, max_frames, file, facing, motion.meta["rest_pelvis"])
+        ground_body = None if floor == "as captured" else demo_body() if body is None else body
+        return finish(motion, fps, start_frame, max_frames, file, facing, motion.meta["rest_pelvis"], ground_body,
+                      centre=False)
 
 
 class MIMOLoadMixamo(io.ComfyNode):
