@@ -120,11 +120,6 @@ def frame_box(frame: np.ndarray) -> Box:
     return square_box(make_even(grow_box(sdc_mask(frame))), width, height)
 
 
-def box_area(box: Box) -> int:
-    x0, x1, y0, y1 = box
-    return (x1 - x0) * (y1 - y0)
-
-
 # ----------------------------------------------------------------------------- the plan
 
 def padding_for(crop_h: int, crop_w: int) -> tuple[int, tuple[int, int, int, int]]:

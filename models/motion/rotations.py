@@ -48,11 +48,6 @@ def quat_mul(a, b) -> np.ndarray:
     ], axis=-1)
 
 
-def quat_conj(q) -> np.ndarray:
-    q = _f64(q)
-    return q * np.array([1.0, -1.0, -1.0, -1.0])
-
-
 def quat_to_matrix(q) -> np.ndarray:
     w, x, y, z = np.moveaxis(quat_normalize(q), -1, 0)
     m = np.stack([

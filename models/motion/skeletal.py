@@ -50,11 +50,6 @@ class SkeletonAnimation:
     def offsets(self) -> np.ndarray:
         return self.rest_translations
 
-    @property
-    def root_translation(self) -> np.ndarray:
-        """[F,3] world position of the first root joint."""
-        return self.translations[:, 0]
-
     def index(self, name: str) -> int:
         return self.names.index(name)
 
