@@ -24,17 +24,22 @@ Point = tuple[float, float]
 Box = tuple[float, float, float, float]
 
 
+def _numbers(text: str, separators: str) -> tuple:
+    """The numbers in ``text`` (brackets ignored), or () when one of them is not a number."""
+    values = [v for v in re.split(separators, text.strip().strip("()[]")) if v]
+    try:
+        return tuple(float(v) for v in values)
+    except ValueError:
+        return ()
+
+
 def parse_points(text: str | None) -> list[Point]:
     """``"x,y; x,y"`` (pixels; ``;`` or new lines between points) -> [(x, y), ...]."""
     points = []
     for part in re.split(r"[;\n]+", text or ""):
         if not part.strip():
             continue
-        values = [v for v in re.split(r"[,\s]+", part.strip().strip("()[]")) if v]
-        try:
-            xy = tuple(float(v) for v in values)
-        except ValueError:
-            xy = ()
+        xy = _numbers(part, r"[,\s]+")
         if len(xy) != 2:
             raise ValueError(f"Bad point {part.strip()!r}: write points as 'x,y; x,y' (pixels from the top left).")
         points.append(xy)
@@ -45,11 +50,7 @@ def parse_box(text: str | None) -> Box | None:
     """``"x0,y0,x1,y1"`` (pixels) -> the box, or None for an empty text."""
     if not text or not text.strip():
         return None
-    values = [v for v in re.split(r"[,;\s]+", text.strip().strip("()[]")) if v]
-    try:
-        box = tuple(float(v) for v in values)
-    except ValueError:
-        box = ()
+    box = _numbers(text, r"[,;\s]+")
     if len(box) != 4:
         raise ValueError(f"Bad box {text!r}: write it as 'x0,y0,x1,y1' (pixels, top-left and bottom-right corners).")
     return box
