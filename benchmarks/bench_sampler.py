@@ -3,7 +3,8 @@
     python -m benchmarks.bench_sampler --width 784 --height 784 --frames 24 --steps 25 --dtype fp16 --device cuda
 
 Run from the repository root. Prints one JSON line: step_s_median, first_step_s, decode_s, total_s,
-peak_gib (CUDA: max allocated; CPU: max resident set of the process). For comparison, the official
+s_per_frame_step, peak_gib (CUDA: max allocated; CPU: max resident set of the process), the memory
+mode and the sampler plan it chose. ``--tiny`` uses the tiny test architecture (scaling runs on a CPU). For comparison, the official
 pipeline measured 0.892 s/step and 14.1 GiB peak at 784x784, 24 frames, fp16, cfg 3.5 on an H100.
 """
 
@@ -17,6 +18,17 @@ import numpy as np
 import torch
 
 from . import load_pack
+
+
+def build_tiny_models(device: torch.device, dtype: torch.dtype):
+    from mimo_pack.models.generate.pipeline import MIMOModels
+    from mimo_pack.models.generate.tiny import sd_vae, tiny_image_encoder, tiny_networks
+
+    denoiser, reference, pose_guider = tiny_networks(seed=0)
+    models = MIMOModels(denoiser, reference, pose_guider, sd_vae(tiny=True), tiny_image_encoder())
+    for m in (denoiser, reference, pose_guider, models.vae, models.image_encoder):
+        m.eval().requires_grad_(False)
+    return models.to(device=device, dtype=dtype)
 
 
 def build_models(device: torch.device, dtype: torch.dtype):
@@ -52,13 +64,25 @@ def main(argv=None) -> dict:
     p.add_argument("--cfg", type=float, default=3.5)
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp16")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--memory", choices=["auto", "fast", "low"], default="auto")
+    p.add_argument("--tiny", action="store_true", help="tiny test architecture instead of the full size")
+    p.add_argument("--no-decode", action="store_true", help="skip the VAE decode")
     args = p.parse_args(argv)
     load_pack()
-    from mimo_pack.models.generate import pipeline
+    from mimo_pack.models.generate import memory_modes, pipeline
     from mimo_pack.models.generate.loading import DTYPES
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
-    models = build_models(device, dtype)
+    models = (build_tiny_models if args.tiny else build_models)(device, dtype)
+    weights = sum(p.numel() * p.element_size() for m in (models.denoiser, models.pose_guider) for p in m.parameters())
+    free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    plan, mode = memory_modes.plan_sampler(args.memory, device=device, free_bytes=free, width=args.width,
+                                           height=args.height, frames=args.frames, context_frames=24, overlap=4,
+                                           cfg=args.cfg, dtype=dtype, weight_bytes=weights)
+    if mode == "low" and device.type == "cuda":  # the encoders leave the GPU while denoising, as in ComfyUI
+        offload = lambda: [m.to("cpu") for m in (models.reference_unet, models.image_encoder, models.vae)]  # noqa: E731
+    else:
+        offload = None
     rng = np.random.default_rng(0)
     reference = rng.integers(0, 256, (args.height, args.height, 3), dtype=np.uint8)
     motion = rng.integers(0, 256, (args.frames, args.height, args.width, 3), dtype=np.uint8)
@@ -77,9 +101,12 @@ def main(argv=None) -> dict:
             marks.append(time.perf_counter())
 
     latents = pipeline.sample(models, identity, motion, scene, args.width, args.height, steps=args.steps,
-                              cfg=args.cfg, callback=on_progress)
+                              cfg=args.cfg, callback=on_progress, plan=plan, before_denoise=offload)
     t0 = time.perf_counter()
-    pipeline.decode_latents(models, latents)
+    if not args.no_decode:
+        if offload is not None:
+            models.vae.to(device)
+        pipeline.decode_latents(models, latents)
     if device.type == "cuda":
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**30
@@ -89,8 +116,9 @@ def main(argv=None) -> dict:
     steps = [b - a for a, b in zip(marks, marks[1:])]
     result = {
         "width": args.width, "height": args.height, "frames": args.frames, "steps": args.steps,
-        "dtype": args.dtype, "device": str(device),
+        "dtype": args.dtype, "device": str(device), "tiny": args.tiny, "memory": mode, "plan": vars(plan),
         "step_s_median": round(statistics.median(steps[1:] or steps), 4),
+        "s_per_frame_step": round(statistics.median(steps[1:] or steps) / args.frames, 6),
         "first_step_s": round(steps[0], 4),
         "decode_s": round(end - t0, 4),
         "total_s": round(end - start, 4),

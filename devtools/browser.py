@@ -20,27 +20,52 @@ LOAD = """async (wf) => {
 }"""
 
 
+TO_PROMPT = "async () => (await window.app.graphToPrompt()).output"
+VERSION = "() => window.__COMFYUI_FRONTEND_VERSION__ ?? null"
+
+
 @contextmanager
-def frontend_page(server, viewport=(1600, 1000)):
-    """A page with the server's frontend loaded and our nodes registered."""
+def chromium():
+    """One headless Chromium (Debian's, driven by Playwright) for any number of pages."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"Chromium not found at {CHROMIUM}: apt-get install chromium, or set MIMO_CHROMIUM.")
-    server.request("POST", "/settings/Comfy.TutorialCompleted", True)  # no first-run dialog over the canvas
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
-            context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
-            context.add_init_script("localStorage.setItem('vueNodesBannerDismissed','true')")
-            page = context.new_page()
-            page.goto(server.url, wait_until="domcontentloaded")
-            page.wait_for_function(READY, timeout=120_000)
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+def open_frontend(browser, server, viewport=(1600, 1000)):
+    """A new page (own context) with the server's frontend loaded and our nodes registered."""
+    server.request("POST", "/settings/Comfy.TutorialCompleted", True)  # no first-run dialog over the canvas
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    context.add_init_script("localStorage.setItem('vueNodesBannerDismissed','true')")
+    page = context.new_page()
+    page.goto(server.url, wait_until="domcontentloaded")
+    page.wait_for_function(READY, timeout=120_000)
+    return page
+
+
+@contextmanager
+def frontend_page(server, viewport=(1600, 1000)):
+    """A page with the server's frontend loaded and our nodes registered."""
+    with chromium() as browser:
+        yield open_frontend(browser, server, viewport)
 
 
 def load_workflow(page, workflow: dict) -> dict:
     """Loads a UI-format workflow; returns {'types': [...], 'missing': [...]}."""
     return page.evaluate(LOAD, workflow)
+
+
+def graph_to_prompt(page) -> dict:
+    """The API prompt the frontend would queue for the loaded graph (``app.graphToPrompt().output``)."""
+    return page.evaluate(TO_PROMPT)
+
+
+def frontend_version(page) -> str | None:
+    return page.evaluate(VERSION)

@@ -204,7 +204,7 @@ class ComfyServer:
     """
 
     def __init__(self, comfy_dir, pack_dir, models_dir=None, port=None, extra_args=(), *,
-                 expected_nodes=(), run_dir=None, startup_timeout=300.0, link_name=PACK_LINK_NAME):
+                 expected_nodes=(), run_dir=None, startup_timeout=300.0, link_name=PACK_LINK_NAME, cpu=True):
         self.comfy_dir = Path(comfy_dir).resolve()
         self.pack_dir = Path(pack_dir).resolve()
         self.models_dir = Path(models_dir).resolve() if models_dir else None
@@ -213,6 +213,7 @@ class ComfyServer:
         self.expected_nodes = list(expected_nodes)
         self.startup_timeout = startup_timeout
         self.link_name = link_name
+        self.cpu = cpu  # False: ComfyUI picks the GPU (benchmarks/gpu_check)
         self._own_run_dir = run_dir is None
         self.run_dir = Path(run_dir).resolve() if run_dir else None
         self.proc: subprocess.Popen | None = None
@@ -243,7 +244,7 @@ class ComfyServer:
             (self.run_dir / name).mkdir(parents=True, exist_ok=True)
         self.pack_path = self._link_pack()
         self.port = self.port or _free_port()
-        cmd = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+        cmd = [sys.executable, "main.py", *(["--cpu"] if self.cpu else []), "--listen", "127.0.0.1", "--port", str(self.port),
                "--input-directory", str(self.input_dir), "--output-directory", str(self.output_dir),
                "--temp-directory", str(self.run_dir), "--user-directory", str(self.user_dir),
                "--extra-model-paths-config", str(self._write_paths_config()),

@@ -4,7 +4,7 @@
 - ``mimo_demo_motion.png``: an animated PNG of a figure waving its arms, drawn with smooth
   per-limb colours on black, the way MIMO's motion renders look;
 - ``mimo_demo_walk_poses.npz``: a synthetic AMASS (SMPL+H G) file: walking while waving;
-- ``mimo_demo_wave.bvh``: a small Mixamo-named BVH rig (cm) waving an arm and stepping.
+- ``mimo_demo_wave.bvh``: a Mixamo-named BVH rig (cm, legs, spine and arms) waving an arm and stepping.
 - ``mimo_templates/demo/``: an official-format MIMO template (vid/sdc/bk/occ/mask.mp4 +
   config.json): a figure walking, then jumping across a textured static scene behind a pole.
 - ``mimo_demo_video.mp4``: that template's raw video (``vid.mp4``) on its own, for the workflow that
@@ -59,71 +59,55 @@ def motion_frames(frames: int = 8, size: int = 64) -> list[Image.Image]:
     return out
 
 
-MIXAMO_BVH = """HIERARCHY
-ROOT mixamorig:Hips
-{
-  OFFSET 0 100 0
-  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
-  JOINT mixamorig:Spine
-  {
-    OFFSET 0 10 0
-    CHANNELS 3 Zrotation Xrotation Yrotation
-    JOINT mixamorig:Head
-    {
-      OFFSET 0 50 0
-      CHANNELS 3 Zrotation Xrotation Yrotation
-      End Site
-      {
-        OFFSET 0 15 0
-      }
-    }
-    JOINT mixamorig:LeftArm
-    {
-      OFFSET 20 40 0
-      CHANNELS 3 Zrotation Xrotation Yrotation
-      End Site
-      {
-        OFFSET 0 -55 0
-      }
-    }
-  }
-  JOINT mixamorig:LeftUpLeg
-  {
-    OFFSET 10 -5 0
-    CHANNELS 3 Zrotation Xrotation Yrotation
-    JOINT mixamorig:LeftLeg
-    {
-      OFFSET 0 -45 0
-      CHANNELS 3 Zrotation Xrotation Yrotation
-      End Site
-      {
-        OFFSET 0 -45 0
-      }
-    }
-  }
-  JOINT mixamorig:RightUpLeg
-  {
-    OFFSET -10 -5 0
-    CHANNELS 3 Zrotation Xrotation Yrotation
-    JOINT mixamorig:RightLeg
-    {
-      OFFSET 0 -45 0
-      CHANNELS 3 Zrotation Xrotation Yrotation
-      End Site
-      {
-        OFFSET 0 -45 0
-      }
-    }
-  }
+_MIXAMO_RIG = (  # name, parent, offset (cm): a full Mixamo body (legs, spine, arms) in T-pose
+    ("Hips", None, (0, 100, 0)), ("Spine", "Hips", (0, 10, 0)), ("Spine1", "Spine", (0, 12, 0)),
+    ("Spine2", "Spine1", (0, 12, 0)), ("Neck", "Spine2", (0, 15, 0)), ("Head", "Neck", (0, 10, 0)),
+    ("LeftShoulder", "Spine2", (6, 10, 0)), ("LeftArm", "LeftShoulder", (12, 0, 0)),
+    ("LeftForeArm", "LeftArm", (26, 0, 0)), ("LeftHand", "LeftForeArm", (25, 0, 0)),
+    ("RightShoulder", "Spine2", (-6, 10, 0)), ("RightArm", "RightShoulder", (-12, 0, 0)),
+    ("RightForeArm", "RightArm", (-26, 0, 0)), ("RightHand", "RightForeArm", (-25, 0, 0)),
+    ("LeftUpLeg", "Hips", (9, -6, 0)), ("LeftLeg", "LeftUpLeg", (0, -42, 0)), ("LeftFoot", "LeftLeg", (0, -42, 0)),
+    ("LeftToeBase", "LeftFoot", (0, -6, 12)), ("RightUpLeg", "Hips", (-9, -6, 0)),
+    ("RightLeg", "RightUpLeg", (0, -42, 0)), ("RightFoot", "RightLeg", (0, -42, 0)),
+    ("RightToeBase", "RightFoot", (0, -6, 12)),
+)
+_MIXAMO_POSES = {  # per frame: joint -> (Z, X, Y) degrees; the left arm waves, the legs step
+    "LeftArm": lambda k: (60 + 30 * k, 0, 0), "LeftForeArm": lambda k: (20 * k, 0, 0),
+    "RightArm": lambda k: (-70, 0, 0), "LeftUpLeg": lambda k: (0, -20 * k, 0), "LeftLeg": lambda k: (0, 25 * k, 0),
+    "RightUpLeg": lambda k: (0, 10 * k, 0),
 }
-MOTION
-Frames: 4
-Frame Time: 0.0333333
-0 100 0 0 0 0  0 0 0  0 0 0  0 0 0  0 0 0  0 0 0  0 0 0  0 0 0
-5 100 0 0 0 0  0 0 0  0 0 0  -40 0 0  20 0 0  -10 0 0  -20 0 0  10 0 0
-10 100 0 0 0 0  0 0 0  0 0 0  -80 0 0  40 0 0  -20 0 0  -40 0 0  20 0 0
-15 100 0 0 0 0  0 0 0  0 0 0  -40 0 0  20 0 0  -10 0 0  -20 0 0  10 0 0
-"""
+
+
+def _mixamo_bvh(frames: int = 4) -> str:
+    lines = ["HIERARCHY"]
+    order = []
+
+    def block(name, parent, offset, depth):
+        pad = "  " * depth
+        order.append(name)
+        lines.append(f"{pad}{'ROOT' if parent is None else 'JOINT'} mixamorig:{name}\n{pad}{{")
+        lines.append(f"{pad}  OFFSET {offset[0]} {offset[1]} {offset[2]}")
+        lines.append(f"{pad}  CHANNELS {6 if parent is None else 3} "
+                     f"{'Xposition Yposition Zposition ' if parent is None else ''}Zrotation Xrotation Yrotation")
+        kids = [r for r in _MIXAMO_RIG if r[1] == name]
+        for kid in kids:
+            block(*kid, depth + 1)
+        if not kids:
+            lines.append(f"{pad}  End Site\n{pad}  {{\n{pad}    OFFSET 0 5 0\n{pad}  }}")
+        lines.append(f"{pad}}}")
+
+    block(*_MIXAMO_RIG[0], 0)
+    lines += ["MOTION", f"Frames: {frames}", "Frame Time: 0.0333333"]
+    for f in range(frames):
+        k = math.sin(math.pi * f / max(frames - 1, 1))
+        row = [5.0 * f, 100.0, 0.0]
+        for name in order:
+            row += list(_MIXAMO_POSES.get(name, lambda k: (0, 0, 0))(k))
+        lines.append(" ".join(f"{v:g}" for v in row))
+    return "\n".join(lines) + "\n"
+
+
+MIXAMO_BVH = _mixamo_bvh()
 
 
 def write_amass_walk(path: str | Path, frames: int = 40, fps: float = 60.0) -> Path:

@@ -12,6 +12,9 @@ python -c "import torch, torchvision" 2>/dev/null ||
 python -m pip install -q -r requirements.txt -r requirements-test.txt
 # ComfyUI 0.3.75 (cached under $MIMO_COMFYUI_HOME or ~/.cache/mimo-comfyui) with its requirements.
 python -m devtools.comfy_host >/dev/null
+# The newest ComfyUI frontend for tests/test_browser.py: pip download into that cache (beside, never
+# replacing, the pinned comfyui-frontend-package); servers use it through --front-end-root.
+python -m devtools.frontends >/dev/null
 # SAM 2 (MIMOTrackHuman): its sdist built against this torch, without the optional CUDA extension
 # (decomposition_deps.md §1.1); antlr4 4.9.3 and omegaconf < 2.4 keep Hydra's config parser working.
 if ! python -c "import sam2, importlib.metadata as m; assert m.version('antlr4-python3-runtime') == '4.9.3'" 2>/dev/null; then

@@ -10,6 +10,7 @@ from .folders import register_folders
 from .generate.loader import MIMOModelLoader
 from .motion.files import MIMOLoadAMASS, MIMOLoadMixamo
 from .motion.video import MIMOMotionFromVideo
+from .recover_palette import MIMORecoverPalette
 from .render import MIMORasterizeMotion
 from .generate.repose import MIMOCanonicalRepose
 from .generate.sampler import MIMOSampler
@@ -19,6 +20,7 @@ NODES = [MIMOModelLoader, MIMOIdentityEncode, MIMOSceneEncode, MIMOSampler, MIMO
          MIMOLoadAMASS, MIMOLoadMixamo, MIMORasterizeMotion]
 NODES += [MIMOLoadTemplate, MIMOSaveTemplate, MIMOPlanROI, MIMOComposite]
 NODES.append(MIMOMotionFromVideo)
+NODES.append(MIMORecoverPalette)
 NODES.append(MIMOCanonicalRepose)
 NODES += [MIMOOcclusionLayer, MIMOInpaintScene, MIMODecomposeVideo]
 NODES += [MIMOTrackHuman, MIMOEstimateDepth]

@@ -1,6 +1,8 @@
 """MIMOBodyModelLoader: an SMPL / SMPL-H / SMPL-X model file, or the built-in demo body -> MIMO_BODY."""
 
 import folder_paths
+import numpy as np
+import torch
 from comfy_api.latest import io
 
 from ..models.body import demo_body, load_body
@@ -8,6 +10,17 @@ from .folders import resolve
 from .types import CATEGORY_MODEL, MIMOBody
 
 DEMO = "demo body (built-in)"
+
+
+def rest_joints(body, betas=None) -> np.ndarray:
+    """The body's rest joints [J,3] (float64) for shape ``betas`` (None: its mean shape)."""
+    b = None if betas is None else torch.as_tensor(np.asarray(betas), dtype=torch.float32)
+    return body.rest_joints(b).detach().cpu().double().numpy()
+
+
+def rest_pelvis(body):
+    """betas -> the body's rest pelvis [3]: what the motion loaders take as ``rest_pelvis``."""
+    return lambda betas: rest_joints(body, betas)[0]
 
 
 def body_options() -> list[str]:

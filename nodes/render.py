@@ -4,8 +4,10 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
-from ..models.render import default_palette, load_motion_codes, load_sdc_info, render_motion
+from ..models.render import default_palette, load_motion_codes, load_sdc_info, render_bytes, render_motion
+from ..models.image_ops import frame_ranges
 from .folders import NONE, file_options, resolve
+from .runtime import check_host_memory, progress_callback, warn
 from .types import CATEGORY_MOTION, MIMOBody, MIMOMotion, MIMOMotionCodes
 
 DEFAULT_PALETTE = "default (rest-pose colours)"
@@ -24,6 +26,7 @@ def vertex_colours(palette: str, body) -> torch.Tensor:
     path = resolve("mimo", palette, "Palette (sdc_info.npy)")
     return torch.as_tensor(load_sdc_info(path, body.num_vertices), dtype=torch.float32)
 VIDEO_CAMERA = "motion (video camera)"
+FOLLOW_SMOOTH_SECONDS = 0.2  # the follow camera's pelvis path is smoothed by a Gaussian of this sigma
 
 
 class MIMORasterizeMotion(io.ComfyNode):
@@ -40,8 +43,11 @@ class MIMORasterizeMotion(io.ComfyNode):
                 MIMOBody.Input("body", tooltip="From MIMO Body Model Loader (an SMPL-family file or the demo body)."),
                 io.Int.Input("width", default=784, min=64, max=4096, step=8, tooltip="Render width in pixels."),
                 io.Int.Input("height", default=784, min=64, max=4096, step=8, tooltip="Render height in pixels."),
-                io.Combo.Input("camera", options=["auto", "official", VIDEO_CAMERA], default="auto",
+                io.Combo.Input("camera", options=["auto", "follow", "official", VIDEO_CAMERA], default="auto",
                                tooltip="auto: perspective, 45 degree field of view, framed on the whole motion. "
+                                       "follow: the same view and focal length, travelling with the body so the "
+                                       "pelvis stays centred left-right (its path smoothed over 0.2 s) and the "
+                                       "figure stays large in clips that move across the floor. "
                                        "official: MIMO's intrinsics (f = 5000/256 x max(W,H), centred), placed to "
                                        "frame the motion. motion (video camera): the camera of the video the motion "
                                        "was estimated from (MIMO Motion From Video), so the render lies over the "
@@ -82,8 +88,13 @@ class MIMORasterizeMotion(io.ComfyNode):
     def execute(cls, motion, body, width, height, camera, yaw, elevation, distance, focal, palette, drop_hands,
                 supersample, motion_codes=NONE) -> io.NodeOutput:
         device = mm.get_torch_device()
+        codes_c = 0 if not motion_codes or motion_codes == NONE else 16  # unknown before loading: a typical C
+        need = render_bytes(motion.frames, body.num_vertices, width, height, 3, supersample, codes_c)
+        check_host_memory(need, f"MIMO Rasterize Motion ({motion.frames} frames at {width}x{height}, supersample "
+                                f"{supersample})",
+                          "lower width/height or supersample, or keep fewer frames (max_frames on the motion loader).")
         body = body.to(device)
-        vertices, _ = body.pose(motion.params(device))
+        vertices, joints = body.pose(motion.params(device))
         colours = vertex_colours(palette, body)
         camera_info = None
         if camera == VIDEO_CAMERA:
@@ -91,7 +102,9 @@ class MIMORasterizeMotion(io.ComfyNode):
         options = dict(camera_mode=camera, camera_info=camera_info, yaw_deg=yaw, elevation_deg=elevation,
                        distance=distance or None,
                        focal=focal or None, drop_vertices=body.hand_vertices if drop_hands else None,
-                       supersample=supersample, device=device)
+                       supersample=supersample, device=device, pelvis=joints[:, 0],
+                       follow_smooth_frames=FOLLOW_SMOOTH_SECONDS * motion.fps,
+                       progress=progress_callback("rasterizing"))
         images, masks = render_motion(vertices, body.faces, colours,
                                       width, height, **options)
         codes = images
@@ -99,4 +112,11 @@ class MIMORasterizeMotion(io.ComfyNode):
             features = load_motion_codes(resolve("mimo_codes", motion_codes, "Motion codes"), body.num_vertices)
             codes, _ = render_motion(vertices, body.faces, features, width, height, **options)
         cpu = mm.intermediate_device()
-        return io.NodeOutput(images.clamp(0, 1).float().to(cpu), masks.float().to(cpu), codes.float().to(cpu))
+        empty = torch.nonzero(~(masks > 0).flatten(1).any(1)).flatten().tolist()
+        warning = None
+        if empty:
+            warning = warn(f"the body is outside the picture in {len(empty)} of the {len(masks)} frames (frames "
+                           f"{frame_ranges(empty)}): those motion frames are black. Use camera 'auto' (frames the "
+                           "whole motion), a larger distance, or check yaw/elevation and the motion's translation.")
+        return io.NodeOutput(images.clamp(0, 1).float().to(cpu), masks.float().to(cpu), codes.float().to(cpu),
+                             ui=warning)

@@ -12,9 +12,16 @@ import comfy.model_patcher
 import comfy.utils
 import latent_preview
 from comfy.latent_formats import SD15
+from comfy_api.latest import ui
 
+from ..models import image_ops
+from ..models import memory
+from ..models.cancel import checks_between_layers
+from ..models.decompose import budget
+
+from ..models.generate import memory_modes
 from ..models.generate.pipeline import MIMOModels
-from ..models.generate.sampler import SamplerProgress
+from ..models.generate.sampler import SamplerPlan, SamplerProgress
 
 log = logging.getLogger("MIMO")
 
@@ -42,29 +49,43 @@ class MIMOHandle:
             for name in NETWORKS
         }
 
-    def load(self, *names: str) -> MIMOModels:
-        mm.load_models_gpu([self.patchers[n] for n in names])
+    def load(self, *names: str, memory_required: int = 0) -> MIMOModels:
+        mm.load_models_gpu([self.patchers[n] for n in names], memory_required=memory_required)
         return self.models
 
-    @property
-    def device(self) -> torch.device:
-        return mm.get_torch_device()
+    def keep_only(self, *names: str) -> None:
+        """Low-VRAM mode: every other model (ours and ComfyUI's) leaves the GPU before denoising."""
+        device = mm.get_torch_device()
+        if device.type == "cpu":
+            return
+        keep = [lm for lm in mm.current_loaded_models if lm.model in [self.patchers[n] for n in names]]
+        mm.free_memory(1e30, device, keep_loaded=keep)
+
+    def bytes_of(self, *names: str) -> int:
+        return sum(p.numel() * p.element_size() for n in names for p in getattr(self.models, n).parameters())
 
 
-def compute_dtype(precision: str, pick) -> torch.dtype:
+def sampler_plan(handle: MIMOHandle, memory: str, **call) -> tuple[SamplerPlan, str]:
+    """The library's memory plan for one sampler call, from ComfyUI's view of the device: what is
+    free plus what the models it could evict hold; --lowvram / --novram force the low mode."""
     device = mm.get_torch_device()
-    dtype = pick(precision, device)
-    if device.type == "cpu" and dtype == torch.float16:
-        log.warning("fp16 is not supported for computing on the CPU: using fp32.")
-        dtype = torch.float32
-    return dtype
+    free = None
+    if device.type != "cpu":
+        free = mm.get_free_memory(device) + sum(lm.model_loaded_memory() for lm in mm.current_loaded_models
+                                                if lm.device == device)
+    forced = mm.vram_state in (mm.VRAMState.LOW_VRAM, mm.VRAMState.NO_VRAM)
+    plan, used = memory_modes.plan_sampler(memory, device=device, free_bytes=free, dtype=handle.dtype,
+                                           weight_bytes=handle.bytes_of("denoiser", "pose_guider"),
+                                           force_low=forced, **call)
+    log.info("MIMO Sampler: %s memory mode (%s).", used, plan)
+    return plan, used
 
 
 class SamplerReporter:
     """Progress bar per window (each update is also a cancel point) and a latent preview per step."""
 
-    def __init__(self, steps: int, windows: int):
-        self.bar = comfy.utils.ProgressBar(steps * windows)
+    def __init__(self, total: int):
+        self.bar = comfy.utils.ProgressBar(total)
         self.previewer = latent_preview.get_previewer(mm.get_torch_device(), SD15())
 
     def __call__(self, progress: SamplerProgress) -> None:
@@ -92,28 +113,85 @@ def progress_callback(what: str | None = None):
     return report
 
 
+def warn(text: str) -> ui.PreviewText:
+    """A warning in the log and on the running node in the UI (progress text); returns the same text
+    as the node's ``ui`` output, so it is also in the prompt's history."""
+    log.warning("MIMO: %s", text)
+    try:
+        from comfy_execution.utils import get_executing_context
+        from server import PromptServer
+
+        context = get_executing_context()
+        if context is not None and PromptServer.instance is not None:
+            PromptServer.instance.send_progress_text(f"Warning: {text}", context.node_id)
+    except Exception as e:  # no server (scripts) or an older ComfyUI: the log and the output still say it
+        log.debug("MIMO: the warning could not be shown in the UI (%s).", e)
+    return ui.PreviewText(f"Warning: {text}")
+
+
+def check_motion_frames(motion, what: str = "motion") -> ui.PreviewText | None:
+    """Motion renders with no body visible: refused when every frame is empty, a warning naming the
+    frames (``ui`` output) when some are."""
+    empty = image_ops.empty_frames(motion)
+    n = motion.shape[0]
+    if len(empty) == n:
+        raise ValueError(f"The {what} frames are all black: no body is visible in any of the {n} frames, so "
+                         "there is nothing to animate. Check MIMO Rasterize Motion's camera (distance, yaw, "
+                         "elevation, 'auto' framing) and that its 'motion' output (not the silhouette) is connected.")
+    if empty:
+        return warn(f"{len(empty)} of the {n} {what} frames are black (no body visible): frames "
+                    f"{image_ops.frame_ranges(empty)}. The character is not guided there; check the camera "
+                    "framing or trim the motion.")
+    return None
+
+
+def cancellable():
+    """Cancel points between the layers of every network forward run inside the block (at most every
+    0.1 s): Cancel in ComfyUI stops a long forward within a second."""
+    return checks_between_layers(mm.throw_exception_if_processing_interrupted)
+
+
+def check_host_memory(need: int, what: str, fix: str) -> None:
+    """Refuse a call whose host-memory estimate does not fit what is available (figure and limit)."""
+    memory.check_host(need, what, fix)
+
+
+def check_device_memory(need: int, what: str, fix: str) -> None:
+    """On a GPU: refuse when ``need`` bytes do not fit what is free plus what ComfyUI can evict."""
+    device = mm.get_torch_device()
+    if device.type == "cpu":
+        return
+    free = mm.get_free_memory(device) + sum(lm.model_loaded_memory() for lm in mm.current_loaded_models
+                                            if lm.device == device)
+    memory.check_fits(need, free, what, fix, where=f"memory on {device}", headroom=0.95)
+
+
+def check_decomposition(frames, what: str, **steps) -> None:
+    """The host-memory check of a decomposition node over ``frames`` [F,H,W,3] (steps: see
+    ``models.decompose.budget.decomposition_bytes``)."""
+    n, h, w = frames.shape[:3]
+    check_host_memory(budget.decomposition_bytes(n, h, w, **steps), f"{what} on {n} frames of {w}x{h}",
+                      budget.decomposition_fix(n, h, w))
+
+
 @contextmanager
-def model_step(path: str):
-    """Around a library call that loads and frees a model file: ComfyUI evicts other models for it
-    first (about 3x the file size), and the freed memory goes back after. Yields the device."""
+def model_step(path: str, what: str = "this step"):
+    """Around a library call that loads and frees a model file: refused when the GPU cannot hold it
+    (about 3x the file size, weights and activations), else ComfyUI evicts other models for it first,
+    and the freed memory goes back after. Network forwards inside are cancel points. Yields the device."""
     device = mm.get_torch_device()
     if device.type != "cpu":
         try:
             size = os.path.getsize(path)
         except OSError:
             size = 0
-        mm.free_memory(3 * size + mm.minimum_inference_memory(), device)
+        need = 3 * size + mm.minimum_inference_memory()
+        check_device_memory(need, f"{what} with {os.path.basename(path)}",
+                            "choose a smaller model file (e.g. SAM 2 tiny/small, Depth Anything vits), close "
+                            "other GPU programs, or run ComfyUI with --lowvram.")
+        mm.free_memory(need, device)
     try:
-        yield device
+        with cancellable():
+            yield device
     finally:
         mm.soft_empty_cache()
-
-
-def video_frames(video: torch.Tensor, what: str = "video") -> torch.Tensor:
-    """An IMAGE batch as float RGB on the CPU, or a clear error."""
-    if not isinstance(video, torch.Tensor) or video.ndim != 4 or video.shape[-1] not in (3, 4):
-        shape = tuple(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
-        raise ValueError(f"'{what}' must be an IMAGE batch [frames, height, width, 3], got {shape}.")
-    if video.shape[0] < 1:
-        raise ValueError(f"'{what}' has no frames.")
-    return video[..., :3].float().cpu()

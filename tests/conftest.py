@@ -10,6 +10,79 @@ _spec.loader.exec_module(packload)
 packload.load_pack()
 
 
+# ----------------------------------------------------------------------------- parity cases
+# The recorded official runs: $MIMO_PARITY_DIR, else ../shared/parity beside the repository.
+# Tests ask for them through ONE fixture; outside CI a missing case skips with the place searched,
+# under CI=true it FAILS (CI always has the cases: a skip there would hide a broken checkout).
+#
+#   parity_dir         the folder of the cases (Path)
+#   parity_case(name)  -> the case folder (holding case.json and case.safetensors)
+#   parity_case_dir    a test taking this argument runs once per case found in parity_dir
+
+import os  # noqa: E402
+
+import pytest  # noqa: E402
+
+PARITY_DIR = (Path(os.environ["MIMO_PARITY_DIR"]) if os.environ.get("MIMO_PARITY_DIR")
+              else packload.REPO_ROOT.parent / "shared" / "parity")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def _parity_missing(what: str):
+    message = (f"{what} (searched {PARITY_DIR}; set MIMO_PARITY_DIR to the folder holding case_a/, case_b/ "
+               "with case.json and case.safetensors)")
+    if _in_ci():
+        pytest.fail("CI=true: " + message, pytrace=False)
+    pytest.skip(message)
+
+
+def _found_cases() -> list[Path]:
+    if not PARITY_DIR.is_dir():
+        return []
+    return sorted(p for p in PARITY_DIR.iterdir() if (p / "case.json").is_file())
+
+
+def _case_complete(case: Path) -> bool:
+    return (case / "case.json").is_file() and (case / "case.safetensors").is_file()
+
+
+@pytest.fixture(scope="session")
+def parity_dir() -> Path:
+    if not _found_cases():
+        _parity_missing("no parity cases found")
+    return PARITY_DIR
+
+
+@pytest.fixture(scope="session")
+def parity_case():
+    def get(name: str) -> Path:
+        case = PARITY_DIR / name
+        if not _case_complete(case):
+            _parity_missing(f"parity case {name!r} not found")
+        return case
+
+    return get
+
+
+NO_CASES = "no-parity-cases"
+
+
+def pytest_generate_tests(metafunc):
+    if "parity_case_dir" in metafunc.fixturenames:
+        names = [p.name for p in _found_cases()] or [NO_CASES]
+        metafunc.parametrize("parity_case_dir", names, indirect=True)
+
+
+@pytest.fixture
+def parity_case_dir(request, parity_case) -> Path:
+    if request.param == NO_CASES:
+        _parity_missing("no parity cases found")
+    return parity_case(request.param)
+
+
 # ----------------------------------------------------------------------------- real ComfyUI
 # Fixtures for tests marked ``@pytest.mark.comfy`` (ComfyUI 0.3.75 is provisioned on first use
 # into $MIMO_COMFYUI_HOME or ~/.cache/mimo-comfyui/0.3.75; deselect with ``-m "not comfy"``).
@@ -24,8 +97,6 @@ packload.load_pack()
 #                           .ok, .status, .error, .outputs, .files (UI workflow -> to_api -> run).
 
 import json  # noqa: E402
-
-import pytest  # noqa: E402
 
 from mimo_pack.devtools import comfy_host, workflow_to_api  # noqa: E402
 

@@ -14,7 +14,7 @@ from mimo_pack.models.body.files import BodyFileError, read_body_model
 from mimo_pack.models.body.model import rotvec_to_matrix
 from mimo_pack.models.body.params import PoseParams
 from mimo_pack.models.body.skeleton import SKELETONS, SMPL_JOINTS
-from mimo_pack.models.body.synthetic import write_synthetic_model
+from mimo_pack.devtools.synthetic_body import write_synthetic_model
 
 KINDS = ("smpl", "smplh", "smplx")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mimo_pack.models.body.synthetic import write_synthetic_model
+from mimo_pack.devtools.synthetic_body import write_synthetic_model
 
 pytestmark = pytest.mark.comfy
 DEMO = "demo body (built-in)"

@@ -68,7 +68,7 @@ def test_renders_drive_the_sampler(server):
 
 
 def test_mixamo_and_amass_drive_a_user_smpl_file(server):
-    from mimo_pack.models.body.synthetic import write_synthetic_model
+    from mimo_pack.devtools.synthetic_body import write_synthetic_model
 
     write_synthetic_model(Path(server.models_dir) / "smpl" / "SMPLH_NEUTRAL.npz", "smplh", fmt="npz")
     (server.input_dir / "mixamo").mkdir(exist_ok=True)

@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("sam2")
 
 from mimo_pack.models.decompose import tiny_models  # noqa: E402
+from mimo_pack.devtools.synthetic_clip import person_clip  # noqa: E402
 
 pytestmark = pytest.mark.comfy
 FRAMES, H, W = 6, 64, 96
@@ -18,7 +19,7 @@ DEPTH_PTH, DEPTH_ST = "depth_anything_v2_tiny.pth", "depth_anything_v2_tiny.safe
 
 @pytest.fixture(scope="module")
 def clip():
-    return tiny_models.person_clip(FRAMES, H, W)
+    return person_clip(FRAMES, H, W)
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,7 @@
 
 import json
 import logging
-import os
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,14 +12,11 @@ from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 from mimo_pack.models.generate import image_encoder as IE, reference_prep as rp
 from mimo_pack.models import image_ops
 
-PARITY = Path(os.environ.get("MIMO_PARITY_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "parity"))
 CASES = ["case_a", "case_b"]
 
 
-def _case(case):
-    root = PARITY / case
-    if not (root / "case.safetensors").is_file():
-        pytest.skip(f"parity cases not found at {PARITY} (set MIMO_PARITY_DIR)")
+def _case(parity_case, case):
+    root = parity_case(case)
     return root, load_file(str(root / "case.safetensors"))
 
 
@@ -38,8 +33,8 @@ def tiny():
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_folder_parity(case):
-    root, d = _case(case)
+def test_folder_parity(case, parity_case):
+    root, d = _case(parity_case, case)
     enc = IE.load_image_encoder(root / "weights" / "image_encoder")
     assert enc.config.num_attention_heads == 4 and not enc.training
     assert _err(enc, d) <= 1e-5
@@ -49,8 +44,8 @@ def test_folder_parity(case):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_single_file_with_config_beside(case, tmp_path):
-    root, d = _case(case)
+def test_single_file_with_config_beside(case, tmp_path, parity_case):
+    root, d = _case(parity_case, case)
     folder = root / "weights" / "image_encoder"
     sd = load_file(str(folder / "model.safetensors"))
     save_file({"clip_vision." + k: v for k, v in sd.items()}, str(tmp_path / "clip_vit.safetensors"))
@@ -60,8 +55,8 @@ def test_single_file_with_config_beside(case, tmp_path):
     assert _err(IE.load_image_encoder(tmp_path / "clip_vit.safetensors"), d) <= 1e-5
 
 
-def test_single_file_without_config_warns(tmp_path, caplog):
-    root, d = _case("case_a")
+def test_single_file_without_config_warns(tmp_path, caplog, parity_case):
+    root, d = _case(parity_case, "case_a")
     sd = load_file(str(root / "weights" / "image_encoder" / "model.safetensors"))
     save_file(sd, str(tmp_path / "tiny.safetensors"))
     with caplog.at_level(logging.WARNING, logger="MIMO"):

@@ -23,8 +23,9 @@ import torch
 from mimo_pack.models.body import demo_body
 from mimo_pack.models.motion import rotations as rot
 from mimo_pack.models.motion.from_video import (CAMERA_TO_WORLD, EstimatorError, EstimatorUnavailable,
-                                                 PersonEstimate, choose_people, estimate_gvhmr, estimate_nlf,
+                                                 PersonEstimate, choose_people, estimate_nlf,
                                                  load_nlf, motion_from_estimates, video_camera)
+from mimo_pack.models.motion.gvhmr import estimate_gvhmr
 from mimo_pack.models.render import Camera, camera_from_info, make_camera, render_motion
 
 W, H = 96, 64  # landscape, so the longer side decides NLF's focal length

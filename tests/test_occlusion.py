@@ -268,8 +268,10 @@ def test_sam2_automatic_candidates_run_on_tiny_weights(tmp_path, clip):
 
     path = write_tiny_sam2(tmp_path, layouts=("pt",), image_size=64)["pt"]
     frames, humans, depth, bar, _ = clip
-    with occ.sam2_proposer(path, device="cpu", points_per_side=4, crop_n_layers=0, pred_iou_thresh=0.0,
-                           stability_score_thresh=0.0) as propose:
+    from mimo_pack.models.decompose.sam2_masks import sam2_proposer
+
+    with sam2_proposer(path, device="cpu", points_per_side=4, crop_n_layers=0, pred_iou_thresh=0.0,
+                       stability_score_thresh=0.0) as propose:
         masks = propose(frames[5].numpy(), depth[5].numpy(), humans[5].numpy() > 0.5)
     assert isinstance(masks, list)
     assert all(m.shape == (H, W) and m.dtype == bool for m in masks)

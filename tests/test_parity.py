@@ -3,7 +3,6 @@ by the same loading code users use; each stage is compared so a mismatch points 
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +14,7 @@ from safetensors.torch import load_file
 from mimo_pack.models.generate import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
-# $MIMO_PARITY_DIR, else ../shared/parity beside the clone (CI), else this machine's /work/shared.
-_CANDIDATES = [Path(os.environ["MIMO_PARITY_DIR"])] if os.environ.get("MIMO_PARITY_DIR") else [
-    REPO.parent / "shared" / "parity", Path("/work/shared/parity")]
-PARITY_DIR = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0])
-CASES = sorted(p for p in PARITY_DIR.glob("*") if (p / "case.json").is_file()) if PARITY_DIR.is_dir() else []
+# The cases come from conftest.py (parity_dir / parity_case_dir): a missing case fails under CI=true.
 
 _spec = importlib.util.spec_from_file_location("mimo_parity_tool", REPO / "tests" / "tools" / "parity.py",
                                                submodule_search_locations=None)
@@ -31,13 +26,14 @@ def _tool():
     return module
 
 
-def test_parity_cases_exist():
-    assert CASES, f"No parity cases in {[str(p) for p in _CANDIDATES]} (set MIMO_PARITY_DIR)."
+def test_parity_cases_exist(parity_dir):
+    cases = [p for p in parity_dir.iterdir() if (p / "case.json").is_file()]
+    assert cases, f"No parity cases in {parity_dir} (set MIMO_PARITY_DIR)."
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_parity_case(case):
+def test_parity_case(parity_case_dir):
+    case = parity_case_dir
     result = _tool().run_case(case)
     stages = result["stages"]
     for name, (max_abs, mean_abs) in stages.items():
@@ -49,8 +45,8 @@ def test_parity_case(case):
 
 
 @pytest.mark.parity
-def test_parity_cli_prints_one_json_line():
-    case = CASES[0]
+def test_parity_cli_prints_one_json_line(parity_dir):
+    case = sorted(p for p in parity_dir.iterdir() if (p / "case.json").is_file())[0]
     out = subprocess.run([sys.executable, str(REPO / "tests" / "tools" / "parity.py"), str(case)],
                          capture_output=True, text=True, timeout=600)
     lines = [line for line in out.stdout.splitlines() if line.strip()]
@@ -61,8 +57,8 @@ def test_parity_cli_prints_one_json_line():
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_seed_reproduces_recorded_noise(case):
+def test_seed_reproduces_recorded_noise(parity_case_dir):
+    case = parity_case_dir
     meta = json.loads((case / "case.json").read_text())
     noise = load_file(str(case / "case.safetensors"))["init_noise"][0].transpose(0, 1)
     ours = pipeline.initial_noise(meta["frames"], meta["width"], meta["height"], meta["seed"])
@@ -70,8 +66,8 @@ def test_seed_reproduces_recorded_noise(case):
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bf16_stays_close_to_the_official_fp32_run(case):
+def test_bf16_stays_close_to_the_official_fp32_run(parity_case_dir):
+    case = parity_case_dir
     result = _tool().run_case(case, dtype=torch.bfloat16)
     # bf16 rounding alone: mean ~5e-3 on case_a; a change of meaning moves the video far more.
     assert result["mean_abs"] < 1.5e-2 and result["max_abs"] < 0.25, result

@@ -1,8 +1,5 @@
 """Reference preparation (official §1.3) and the shared image helpers."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -11,7 +8,6 @@ from PIL import Image
 from mimo_pack.models import image_ops
 from mimo_pack.models.generate import reference_prep as rp
 
-PARITY = Path(os.environ.get("MIMO_PARITY_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "parity"))
 
 
 def _image(h, w, seed=0):
@@ -117,10 +113,8 @@ def test_clip_pixel_values_formula():
 
 
 @pytest.mark.parametrize("case", ["case_a", "case_b"])
-def test_clip_pixel_values_parity(case):
-    path = PARITY / case / "case.safetensors"
-    if not path.is_file():
-        pytest.skip(f"parity cases not found at {PARITY} (set MIMO_PARITY_DIR)")
+def test_clip_pixel_values_parity(case, parity_case):
+    path = parity_case(case) / "case.safetensors"
     from safetensors.torch import load_file
 
     d = load_file(str(path))
@@ -153,3 +147,18 @@ def test_unit_and_signed_tensors():
     assert unit.shape == (1, 3, 4, 5) and unit.dtype == torch.float32
     assert torch.equal(unit[0, 1], torch.from_numpy(frames[0, :, :, 1].astype(np.float32) / 255))
     assert torch.equal(image_ops.to_signed_tensor(frames), unit * 2 - 1)
+
+
+def test_a_character_below_the_minimum_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"the reference image is 1x1 pixels.*at least 32 pixels on the longer side"):
+        rp.prepare_reference(_image(1, 1), None, min_side=rp.MIN_CHARACTER_SIDE)
+    alpha = np.zeros((64, 64), np.float32)
+    alpha[10:38, 20:40] = 1.0  # box 20x30 (28 grown by 5%): too small
+    with pytest.raises(ValueError, match=r"character's box \(cropped to its mask\) is 20x30 pixels"):
+        rp.prepare_reference(_image(64, 64), alpha, min_side=32)
+    alpha[:] = 0
+    alpha[10:60, 30:33] = 1.0  # 3 wide: a line, not a character
+    with pytest.raises(ValueError, match=r"is 3x54 pixels.*4 on the shorter"):
+        rp.prepare_reference(_image(64, 64), alpha, min_side=32)
+    alpha[10:50, 30:34] = 1.0  # 4x52: enough
+    assert rp.prepare_reference(_image(64, 64), alpha, min_side=32).shape == (64, 64, 3)

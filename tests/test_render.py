@@ -545,3 +545,28 @@ def test_motion_codes(tmp_path):
     feats = torch.randn(v.shape[0], 16)
     image, _ = rasterize((v + torch.tensor([0, 0, 3.0]))[None], f, feats, pixel_camera(16, 16, 16.0, 8.0, 8.0))
     assert image.shape == (1, 16, 16, 16)
+
+
+def test_follow_camera_keeps_the_pelvis_centred_at_one_size():
+    from mimo_pack.models.render import follow_camera, make_camera
+
+    frames = 24
+    rng = torch.Generator().manual_seed(0)
+    body = torch.rand(200, 3, generator=rng) * torch.tensor([0.5, 1.7, 0.3]) - torch.tensor([0.25, 0.85, 0.15])
+    path = torch.stack([torch.linspace(0, 1.8, frames), torch.zeros(frames), torch.linspace(0, 0.4, frames)], -1)
+    verts = body[None] + path[:, None]
+    pelvis = path.clone()
+    static = make_camera(verts, 128, 128, "auto")
+    follow = make_camera(verts, 128, 128, "follow", pelvis=pelvis, follow_smooth_frames=0.0)
+    xy, depth = follow.project(pelvis[:, None])
+    assert (xy[:, 0, 0] - 64).abs().max() < 1e-3 and (depth > 0).all()  # centred left-right every frame
+    assert float(follow.fx) == float(static.fx)  # same focal length
+    inside, _ = follow.project(verts)
+    assert (inside >= 0).all() and (inside <= 128).all()  # every vertex of every frame in the picture
+    height = lambda cam: (cam.project(verts)[0][..., 1].amax(1) - cam.project(verts)[0][..., 1].amin(1))  # noqa: E731
+    assert float(height(follow).min()) > 1.25 * float(height(static).max())  # the figure is much larger
+    smooth = follow_camera(verts, pelvis + torch.randn(frames, 3, generator=rng) * 0.02, 128, 128, smooth_frames=3)
+    eye = smooth.position()
+    assert float(eye.diff(dim=0).norm(dim=-1).max()) < 0.2  # a smoothed path, no jumps
+    with pytest.raises(ValueError, match="pelvis"):
+        make_camera(verts, 128, 128, "follow")

@@ -120,3 +120,51 @@ def test_write_checks(tmp_path):
         tp.write_template(tmp_path / "short", frames[:2], frames, frames, 30)
     assert tp.crop_end_index(10, 24) == 13  # int(24 * 13 / 30) = 10
     assert tp.crop_end_index(7, 30) == 7
+
+
+def write_empty_mp4(path):
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+        container.start_encoding()  # a header, no frames
+
+
+def test_empty_and_non_video_files_are_named(tmp_path, monkeypatch):
+    folder = tmp_path / "t"
+    write_numbered(folder, n=6)
+    write_empty_mp4(folder / "sdc.mp4")
+    with pytest.raises(tp.TemplateError, match=r"sdc\.mp4' has no frames.*Re-export the template"):
+        tp.load_template(folder)
+    write_numbered(folder, n=6)
+    with monkeypatch.context() as m:  # a video stream that decodes to nothing
+        m.setattr(tp, "_decode", lambda *a, **k: ({}, 0, True))
+        with pytest.raises(tp.TemplateError, match=r"sdc\.mp4' has no frames: a template's motion renders"):
+            tp.load_template(folder)
+    write_numbered(folder, n=6)
+    (folder / "bk.mp4").write_bytes(b"this is not a video, just text\n" * 10)
+    with pytest.raises(tp.TemplateError, match=r"bk\.mp4' is not a readable video \(Invalid data found") as e:
+        tp.load_template(folder)
+    assert "Errno" not in str(e.value) and "re-encode" in str(e.value)
+    write_numbered(folder, n=6)
+    write_empty_mp4(folder / "bk.mp4")
+    with pytest.raises(tp.TemplateError, match=r"bk\.mp4' has no frames"):
+        tp.load_template(folder)
+
+
+def test_reading_reports_progress_and_can_be_cancelled(tmp_path):
+    folder = tmp_path / "t"
+    write_numbered(folder, n=30)
+    calls = []
+    tp.load_template(folder, progress=lambda done, total: calls.append((done, total)))
+    assert len(calls) >= 3 * (30 // tp.PROGRESS_EVERY) - 3  # every few frames of each video
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(done, total):
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        tp.load_template(folder, progress=cancel)

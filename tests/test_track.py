@@ -1,4 +1,5 @@
-"""SAM 2 human tracking (models/decompose/track.py) on tiny random weights: the plumbing, exactly.
+"""SAM 2 human tracking (models/decompose/track.py and the sam2_build, sam2_video, prompts and
+person_finder modules it uses) on tiny random weights: the plumbing, exactly.
 
 Random weights cannot segment anything, so these tests check what does not depend on them: the
 checkpoint layouts and size/version detection, that each prompt reaches SAM 2 as given (a mask prompt
@@ -13,7 +14,9 @@ import torch
 
 pytest.importorskip("sam2")
 
-from mimo_pack.models.decompose import tiny_models, track  # noqa: E402
+from mimo_pack.models.decompose import (person_finder, prompts, sam2_build, sam2_video, tiny_models,  # noqa: E402
+                                        track)
+from mimo_pack.devtools.synthetic_clip import person_clip  # noqa: E402
 from mimo_pack.models.weights import CheckpointError  # noqa: E402
 
 H, W, N = 64, 96, 6
@@ -31,7 +34,7 @@ def sam2_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def video():
-    return tiny_models.person_clip(N, H, W)
+    return person_clip(N, H, W)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -39,44 +42,44 @@ def video():
 @pytest.mark.parametrize("version", ["2.0", "2.1"])
 def test_every_size_builds_and_is_detected_from_its_weights(version):
     for size in ("t", "s", "b+", "l"):
-        model = track.build_sam2(track.sam2_config_name(size, version), image_size=256, random_init=False)
+        model = sam2_build.build_sam2(sam2_build.sam2_config_name(size, version), image_size=256, random_init=False)
         sd = model.state_dict()
         name = f"{tiny_models.sam2_file_stem(size, version)}.pt"
-        assert track.detect_sam2(sd, name) == (size, version)
-        assert track.detect_sam2(sd, "renamed.safetensors") == (size, version)  # from the shapes alone
+        assert sam2_build.detect_sam2(sd, name) == (size, version)
+        assert sam2_build.detect_sam2(sd, "renamed.safetensors") == (size, version)  # from the shapes alone
         assert model.image_size == 256
 
 
 def test_official_and_comfy_layouts_load_the_same_weights(sam2_files):
     sd = tiny_models.tiny_sam2_state_dict()
-    pt, stored = track.read_sam2_checkpoint(sam2_files["pt"])
-    st, stored_st = track.read_sam2_checkpoint(sam2_files["safetensors"])
+    pt, stored = sam2_build.read_sam2_checkpoint(sam2_files["pt"])
+    st, stored_st = sam2_build.read_sam2_checkpoint(sam2_files["safetensors"])
     assert stored == stored_st == tiny_models.TINY_SAM2_SIZE
     assert pt.keys() == st.keys() == sd.keys()
     assert all(torch.equal(pt[k], sd[k]) for k in sd)
     assert all(st[k].dtype == torch.float16 for k in sd if sd[k].is_floating_point())  # ComfyUI's fp16 files
-    model = track.load_sam2(sam2_files["safetensors"], device="cpu")
+    model = sam2_build.load_sam2(sam2_files["safetensors"], device="cpu")
     assert model.image_size == 256 and next(model.parameters()).dtype == torch.float32
     assert torch.equal(model.state_dict()["no_obj_embed_spatial"], sd["no_obj_embed_spatial"].half().float())
-    assert track.load_sam2(sam2_files["pt"], device="cpu", image_size=128).image_size == 128
+    assert sam2_build.load_sam2(sam2_files["pt"], device="cpu", image_size=128).image_size == 128
 
 
 def test_other_files_are_rejected_with_a_reason(tmp_path, sam2_files):
     sam1 = {"image_encoder.patch_embed.proj.weight": torch.zeros(8, 3, 16, 16)}
     torch.save({"model": sam1}, tmp_path / "sam_vit_h.pth")
     with pytest.raises(CheckpointError, match="SAM \\(v1\\)"):
-        track.load_sam2(tmp_path / "sam_vit_h.pth", device="cpu")
+        sam2_build.load_sam2(tmp_path / "sam_vit_h.pth", device="cpu")
     torch.save({"vision_encoder.backbone.patch_embed.projection.weight": torch.zeros(2)}, tmp_path / "sam2_hf.pt")
     with pytest.raises(CheckpointError, match="transformers layout"):
-        track.load_sam2(tmp_path / "sam2_hf.pt", device="cpu")
+        sam2_build.load_sam2(tmp_path / "sam2_hf.pt", device="cpu")
     torch.save({"weight": torch.zeros(2)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a SAM 2 checkpoint"):
-        track.load_sam2(tmp_path / "other.pt", device="cpu")
-    sd, _ = track.read_sam2_checkpoint(sam2_files["pt"])
+        sam2_build.load_sam2(tmp_path / "other.pt", device="cpu")
+    sd, _ = sam2_build.read_sam2_checkpoint(sam2_files["pt"])
     with pytest.raises(CheckpointError, match="does not fit"):  # a forced config that does not match
-        track.load_sam2(sam2_files["pt"], device="cpu", config="configs/sam2.1/sam2.1_hiera_s.yaml")
+        sam2_build.load_sam2(sam2_files["pt"], device="cpu", config="configs/sam2.1/sam2.1_hiera_s.yaml")
     with pytest.raises(FileNotFoundError, match="Known configs"):
-        track.load_sam2(sam2_files["pt"], device="cpu", config="no_such_config")
+        sam2_build.load_sam2(sam2_files["pt"], device="cpu", config="no_such_config")
     assert len(sd) > 400
 
 
@@ -87,8 +90,8 @@ def test_in_memory_frames_match_sam2s_own_loader(tmp_path):
     from sam2.utils.misc import _load_img_as_tensor
 
     frames = (torch.rand(5, 37, 53, 3) * 255).round() / 255
-    source = track.SamFrames(frames, 64, chunk=2)
-    mean, std = torch.tensor(track.IMAGE_MEAN).view(3, 1, 1), torch.tensor(track.IMAGE_STD).view(3, 1, 1)
+    source = sam2_video.SamFrames(frames, 64, chunk=2)
+    mean, std = torch.tensor(sam2_video.IMAGE_MEAN).view(3, 1, 1), torch.tensor(sam2_video.IMAGE_STD).view(3, 1, 1)
     for i in (4, 0, 3, 1, 2):  # any order, across chunks
         Image.fromarray((frames[i].numpy() * 255).round().astype(np.uint8)).save(tmp_path / f"{i}.png")
         ref, h, w = _load_img_as_tensor(tmp_path / f"{i}.png", 64)
@@ -163,13 +166,13 @@ def test_bad_prompts_say_what_to_fix(sam2_files, video):
 
 
 def test_prompt_text_parsing():
-    assert track.parse_points("10,20; 30.5, 40\n(1 2)") == [(10, 20), (30.5, 40), (1, 2)]
-    assert track.parse_points("  ") == [] and track.parse_points(None) == []
-    assert track.parse_box("1,2,30,40") == (1, 2, 30, 40) and track.parse_box("") is None
+    assert prompts.parse_points("10,20; 30.5, 40\n(1 2)") == [(10, 20), (30.5, 40), (1, 2)]
+    assert prompts.parse_points("  ") == [] and prompts.parse_points(None) == []
+    assert prompts.parse_box("1,2,30,40") == (1, 2, 30, 40) and prompts.parse_box("") is None
     with pytest.raises(ValueError, match="x,y; x,y"):
-        track.parse_points("10,20,30")
+        prompts.parse_points("10,20,30")
     with pytest.raises(ValueError, match="x0,y0,x1,y1"):
-        track.parse_box("1,2,3")
+        prompts.parse_box("1,2,3")
 
 
 # ----------------------------------------------------------------------------- automatic prompt
@@ -177,11 +180,11 @@ def test_prompt_text_parsing():
 def test_the_moving_person_is_found_exactly_on_a_static_camera(video):
     frames, truth = video
     for t in (0, N - 1):
-        found = track.find_moving_person(frames, t)
+        found = person_finder.find_moving_person(frames, t)
         assert found is not None and iou(found, truth[t]) > 0.97
-    assert track.find_moving_person(frames[:1].expand(N, -1, -1, -1)) is None  # nothing moves
+    assert person_finder.find_moving_person(frames[:1].expand(N, -1, -1, -1)) is None  # nothing moves
     panning = torch.stack([torch.roll(frames[0], 7 * t, dims=1) for t in range(N)])
-    assert track.find_moving_person(panning) is None  # the whole frame changes: no motion cue
+    assert person_finder.find_moving_person(panning) is None  # the whole frame changes: no motion cue
 
 
 def test_track_human_without_a_prompt_uses_the_moving_person(sam2_files, video):
@@ -204,7 +207,7 @@ def test_person_score_prefers_an_upright_central_shape():
     speck[5:8, 5:8] = True
     side = np.roll(person, -60, axis=1)
     masks = dict(person=person, wall=wall, wide=wide, speck=speck, side=side)
-    scores = {k: track.person_score(m) for k, m in masks.items()}
+    scores = {k: person_finder.person_score(m) for k, m in masks.items()}
     assert scores["wall"] == 0 and scores["speck"] == 0
     assert scores["person"] > scores["side"] > scores["wide"]
 
@@ -213,16 +216,16 @@ def test_sam_fallback_picks_the_person_like_mask_or_says_how_to_prompt(sam2_file
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
     frame = torch.rand(H, W, 3)
-    model = track.load_sam2(sam2_files["pt"], device="cpu")
+    model = sam2_build.load_sam2(sam2_files["pt"], device="cpu")
     # the real generator runs on the tiny model (random weights: no mask passes SAM's quality filters)
-    assert track.find_person_with_sam(model, frame, points_per_side=2) is None
+    assert person_finder.find_person_with_sam(model, frame, points_per_side=2) is None
     tall, flat = np.zeros((H, W), bool), np.zeros((H, W), bool)
     tall[10:60, 40:58] = True
     flat[50:62, 5:90] = True
     fake = [dict(segmentation=flat, predicted_iou=0.99, stability_score=0.99),
             dict(segmentation=tall, predicted_iou=0.9, stability_score=0.9)]
     monkeypatch.setattr(SAM2AutomaticMaskGenerator, "generate", lambda self, image: fake)
-    assert torch.equal(track.find_person_with_sam(model, frame), torch.from_numpy(tall))
+    assert torch.equal(person_finder.find_person_with_sam(model, frame), torch.from_numpy(tall))
 
     still = frame[None].expand(4, -1, -1, -1)
     monkeypatch.setattr(SAM2AutomaticMaskGenerator, "generate", lambda self, image: [])
@@ -253,12 +256,12 @@ def test_backward_tracking_works_in_fp32_on_cpu(sam2_files, video):
     frames, truth = video
 
     def run(fixed: bool):
-        model = track.build_sam2(track.sam2_config_name("t"), image_size=256)
+        model = sam2_build.build_sam2(sam2_build.sam2_config_name("t"), image_size=256)
         if not fixed:
             model._mimo_dtype_hook = True  # pretend it is installed
-        track.prepare_for_inference(model, "cpu")
+        sam2_build.prepare_for_inference(model, "cpu")
         with torch.inference_mode():
-            state = track.init_state(model, frames)
+            state = sam2_video.init_state(model, frames)
             model.add_new_mask(state, frame_idx=0, obj_id=1, mask=truth[0] > 0)
             return [i for i, _, _ in model.propagate_in_video(state, start_frame_idx=3, reverse=True)]
 

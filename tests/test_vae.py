@@ -1,8 +1,6 @@
 """VAE loading in every supported layout, and the official encode / decode conventions."""
 
-import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +14,6 @@ from mimo_pack.models.weights import CheckpointError
 from mimo_pack.models import image_ops
 from mimo_pack.models.generate import vae as V
 
-PARITY = Path(os.environ.get("MIMO_PARITY_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "parity"))
 N_BLOCKS = 2
 
 
@@ -199,10 +196,8 @@ def test_signed_tensor_matches_vae_image_processor():
 
 
 @pytest.mark.parametrize("case,frames", [("case_a", 4), ("case_b", None)])
-def test_decode_parity(case, frames):
-    root = PARITY / case
-    if not (root / "case.safetensors").is_file():
-        pytest.skip(f"parity cases not found at {PARITY} (set MIMO_PARITY_DIR)")
+def test_decode_parity(case, frames, parity_case):
+    root = parity_case(case)
     d = load_file(str(root / "case.safetensors"))
     last = max((k for k in d if k.startswith("latents_after_step_")), key=lambda k: int(k.rsplit("_", 1)[1]))
     vae = V.load_vae(root / "weights" / "sd-vae-ft-mse")

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MIMOInputError
 from .skeleton import SKELETONS
 
 KINDS_BY_JOINTS = {len(joints): kind for kind, (joints, _) in SKELETONS.items()}  # 24, 52, 55
 REQUIRED = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
 
 
-class BodyFileError(ValueError):
+class BodyFileError(MIMOInputError):
     """A body model file that cannot be read; the message names the file."""
 
 
@@ -176,11 +177,16 @@ def _get(data, key: str, path) -> np.ndarray:
                             f"{', '.join(REQUIRED)}; found: {keys})")
     try:
         value = np.asarray(_plain(data[key]))
-    except ValueError as e:  # npz object arrays with allow_pickle=False
+    except ValueError as e:  # npz object arrays with allow_pickle=False, or a damaged member
+        if "pickle" not in str(e):
+            raise BodyFileError(f"body model file '{path}': '{key}' is damaged ({e}); re-download the file") from e
         raise BodyFileError(f"body model file '{path}': '{key}' is stored as a pickled object, which is "
                             f"refused in .npz files; save it as a plain (dense) array") from e
     except TypeError as e:
         raise BodyFileError(f"body model file '{path}': '{key}': {e}") from e
+    except Exception as e:  # truncated or corrupt zip members
+        raise BodyFileError(f"body model file '{path}': '{key}' could not be read ({type(e).__name__}: {e}); "
+                            "re-download the file") from e
     if value.dtype == object:
         raise BodyFileError(f"body model file '{path}': '{key}' is not a numeric array")
     return value

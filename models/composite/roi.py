@@ -150,7 +150,7 @@ class RoiPlan:
     clip_boxes: list[Box]  # per clip, as used by the paste-back (never modified)
     contexts: list[list[int]]
     overlap: int = OVERLAP
-    work_width: int | None = None  # size of the crops handed to the sampler (set by ``crop``)
+    work_width: int | None = None  # size of the crops handed to the sampler (``plan_clips(work_size=)``)
     work_height: int | None = None
 
     @property
@@ -246,13 +246,18 @@ def plan_from_boxes(boxes: list[Box], width: int, height: int, overlap: int = OV
     return RoiPlan(width, height, [tuple(int(v) for v in b) for b in boxes], clip_boxes, contexts, overlap)
 
 
-def plan_clips(motion_frames: np.ndarray, overlap: int = OVERLAP) -> RoiPlan:
-    """The official ROI plan of motion renders uint8 [F,H,W,3] (SDC: body colours on black)."""
+def plan_clips(motion_frames: np.ndarray, overlap: int = OVERLAP,
+               work_size: tuple[int, int] | None = None) -> RoiPlan:
+    """The official ROI plan of motion renders uint8 [F,H,W,3] (SDC: body colours on black);
+    ``work_size`` (width, height) is the size the crops will be handed to the sampler at."""
     frames = np.asarray(motion_frames)
     if frames.ndim != 4 or frames.shape[-1] < 3 or frames.dtype != np.uint8:
         raise ValueError(f"motion frames must be uint8 [frames, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
     boxes = [frame_box(f) for f in frames]
-    return plan_from_boxes(boxes, frames.shape[2], frames.shape[1], overlap)
+    plan = plan_from_boxes(boxes, frames.shape[2], frames.shape[1], overlap)
+    if work_size is not None:
+        plan.work_width, plan.work_height = (int(v) for v in work_size)
+    return plan
 
 
 # ----------------------------------------------------------------------------- cropping

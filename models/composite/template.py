@@ -26,11 +26,15 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from ..errors import MIMOInputError
 
 log = logging.getLogger("MIMO")
 
@@ -39,6 +43,12 @@ OPTIONAL = ("occ.mp4", "mask.mp4")
 STREAMS = {"video": "vid.mp4", "motion": "sdc.mp4", "scene": "bk.mp4", "occlusion": "occ.mp4", "mask": "mask.mp4"}
 MAX_FRAME_NUM = 150
 CROP_FPS = 30  # time_crop indices are in 30-fps units
+PROGRESS_EVERY = 8  # decoded frames between progress calls (cancel points)
+Progress = Callable[[int, int], None]
+
+
+class TemplateError(MIMOInputError):
+    """A template folder or its config.json that cannot be used; the message names the file."""
 
 
 def _av():
@@ -69,11 +79,32 @@ class Template:
 
 # ----------------------------------------------------------------------------- reading
 
+def _unreadable(path, error: Exception) -> TemplateError:
+    why = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return TemplateError(f"'{path}' is not a readable video ({why}); expected an H.264 .mp4 as the official "
+                         "templates and MIMO Save Template write. Replace or re-encode the file (e.g. ffmpeg -i "
+                         "in.mov -c:v libx264 -pix_fmt yuv420p out.mp4).")
+
+
+@contextmanager
+def _open_video(path):
+    """(container, its first video stream); a TemplateError naming the file when it is not a video."""
+    av = _av()
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise _unreadable(path, e) from None
+    with container:
+        if not container.streams.video:
+            raise TemplateError(f"'{path}' has no frames (it holds no video stream); expected an H.264 .mp4 with "
+                                "one frame per template frame. Re-export the template (e.g. with MIMO Save "
+                                "Template) or replace the file.")
+        yield container, container.streams.video[0]
+
+
 def video_info(path) -> tuple[float, int | None, int, int]:
     """(container fps, frame count from the header or None, width, height) of a video file."""
-    av = _av()
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+    with _open_video(path) as (_, stream):
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         return float(rate) if rate else 0.0, (stream.frames or None), stream.width, stream.height
 
@@ -84,28 +115,35 @@ def source_indices(n_frames: int, fps_src: float, target_fps: float) -> np.ndarr
     return np.arange(0, n_frames, ratio).astype(int)
 
 
-def _decode(path, keep, channel0: bool = False, last: int | None = None) -> tuple[dict[int, np.ndarray], int, bool]:
+def _decode(path, keep, channel0: bool = False, last: int | None = None,
+            progress: Progress | None = None) -> tuple[dict[int, np.ndarray], int, bool]:
     """Decode frames in order, keeping those whose index passes ``keep(j)``; stop after index ``last``.
+    ``progress(frames decoded, frames expected)`` every few frames (a cancel point in ComfyUI).
 
     Returns ({index: frame}, frames decoded, whether the whole file was decoded)."""
     av = _av()
     kept: dict[int, np.ndarray] = {}
     n = 0
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
+    with _open_video(path) as (container, stream):
         stream.thread_type = "AUTO"
-        for frame in container.decode(stream):
-            if last is not None and n > last:
-                return kept, n, False
-            if keep(n):
-                rgb = frame.to_ndarray(format="rgb24")
-                kept[n] = np.ascontiguousarray(rgb[..., 0]) if channel0 else rgb
-            n += 1
+        expected = max(1, stream.frames or 0, (last or 0) + 1)
+        try:
+            for frame in container.decode(stream):
+                if last is not None and n > last:
+                    return kept, n, False
+                if keep(n):
+                    rgb = frame.to_ndarray(format="rgb24")
+                    kept[n] = np.ascontiguousarray(rgb[..., 0]) if channel0 else rgb
+                n += 1
+                if progress is not None and n % PROGRESS_EVERY == 0:
+                    progress(min(n, expected), expected)
+        except av.FFmpegError as e:
+            raise _unreadable(path, e) from None
     return kept, n, True
 
 
 def load_video_fixed_fps(path, target_fps: float, start: int = 0, stop: int | None = None,
-                         channel0: bool = False) -> tuple[np.ndarray, int | None]:
+                         channel0: bool = False, progress: Progress | None = None) -> tuple[np.ndarray, int | None]:
     """Frames ``[start:stop]`` of the official fixed-fps resampling of a video.
 
     Returns (uint8 frames [k,H,W,3], or [k,H,W] channel 0 with ``channel0``; the resampled length
@@ -121,16 +159,17 @@ def load_video_fixed_fps(path, target_fps: float, start: int = 0, stop: int | No
     if stop is not None:
         # output frame k is source frame int(k * ratio): the same floats np.arange makes
         wanted = {int(k * ratio) for k in range(start, max(start, stop))}
-        kept, n, complete = _decode(path, wanted.__contains__, channel0, last=max(wanted, default=-1))
+        kept, n, complete = _decode(path, wanted.__contains__, channel0, last=max(wanted, default=-1),
+                                    progress=progress)
     else:
         first = int(start * ratio)
-        kept, n, complete = _decode(path, lambda j: j >= first, channel0)
+        kept, n, complete = _decode(path, lambda j: j >= first, channel0, progress=progress)
     # decoding stopped early only after every wanted index, so arange over what was decoded covers them
     indices = source_indices(n, fps_src, target_fps)
     chosen = indices[start:stop]
     if any(int(j) not in kept for j in chosen):  # float corner case: decode again keeping exactly those
         need = {int(j) for j in chosen}
-        kept, _, _ = _decode(path, need.__contains__, channel0, last=max(need))
+        kept, _, _ = _decode(path, need.__contains__, channel0, last=max(need), progress=progress)
     shape = (0, height, width) if channel0 else (0, height, width, 3)
     frames = np.stack([kept[int(j)] for j in chosen]) if len(chosen) else np.zeros(shape, np.uint8)
     return frames, (len(indices) if complete else None)
@@ -151,19 +190,35 @@ def read_config(folder) -> dict:
         raise FileNotFoundError(f"The MIMO template folder '{folder}' does not exist.")
     if not path.is_file():
         raise _missing(folder, "config.json")
+    example = '{"fps": 30, "time_crop": {"start_idx": 0, "end_idx": 150}}'
     try:
-        config = json.loads(path.read_text())
-    except ValueError as e:
-        raise ValueError(f"'{path}' is not valid JSON: {e}") from None
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # bad UTF-8, bad JSON, absurd nesting
+        raise TemplateError(f"'{path}' is not valid JSON ({e}); expected e.g. {example}.") from None
+    except OSError as e:
+        raise TemplateError(f"Cannot read '{path}': {e}") from None
     if not isinstance(config, dict) or "fps" not in config:
-        raise ValueError(f"'{path}' has no 'fps' (the template's frame rate, e.g. {{\"fps\": 30, \"time_crop\": "
-                         "{\"start_idx\": 0, \"end_idx\": 150}}).")
+        found = f"keys {sorted(config)}" if isinstance(config, dict) else f"a JSON {type(config).__name__}"
+        raise TemplateError(f"'{path}' has no 'fps' (the template's frame rate); expected e.g. {example}, "
+                            f"found {found}.")
+    fps = config["fps"]
     try:
-        fps = float(config["fps"])
-    except (TypeError, ValueError):
-        raise ValueError(f"'{path}': fps must be a number, got {config['fps']!r}") from None
-    if not fps > 0:
-        raise ValueError(f"'{path}': fps must be positive, got {config['fps']!r}")
+        fps = None if isinstance(fps, bool) else float(fps)
+    except (TypeError, ValueError, OverflowError):
+        fps = None
+    if fps is None or not math.isfinite(fps) or not fps > 0:
+        raise TemplateError(f"'{path}': fps must be a positive number, got {config['fps']!r}.")
+    crop = config.get("time_crop")
+    if crop is not None:
+        if not isinstance(crop, dict):
+            raise TemplateError(f"'{path}': time_crop must be an object like {{\"start_idx\": 0, \"end_idx\": 150}} "
+                                f"or null, got {crop!r}.")
+        for key in ("start_idx", "end_idx"):
+            value = crop.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or abs(value) > 1e9):
+                raise TemplateError(f"'{path}': time_crop.{key} must be a frame index (a whole number, in 30-fps "
+                                    f"frames) or null, got {value!r}.")
     return config
 
 
@@ -178,10 +233,11 @@ def time_crop(config: dict, target_fps: float) -> tuple[int, int | None]:
 
 
 def load_template(folder, target_fps: float | None = None, max_frames: int | None = MAX_FRAME_NUM,
-                  use_time_crop: bool = True) -> Template:
+                  use_time_crop: bool = True, progress: Progress | None = None) -> Template:
     """Read an official template folder (see the module docstring).
 
-    target_fps: None uses ``config.json``'s fps (official); max_frames: None or 0 keeps all."""
+    target_fps: None uses ``config.json``'s fps (official); max_frames: None or 0 keeps all.
+    ``progress(done, total)`` is called while decoding (a cancel point in ComfyUI)."""
     folder = Path(folder)
     config = read_config(folder)
     for name in REQUIRED:
@@ -193,7 +249,10 @@ def load_template(folder, target_fps: float | None = None, max_frames: int | Non
     if max_frames:
         stop = start + max_frames if stop is None else min(stop, start + max_frames)
     # sdc.mp4 first: the official clamp of time_crop is to its resampled length
-    motion, motion_len = load_video_fixed_fps(folder / "sdc.mp4", fps, start, stop)
+    motion, motion_len = load_video_fixed_fps(folder / "sdc.mp4", fps, start, stop, progress=progress)
+    if motion_len == 0:
+        raise TemplateError(f"'{folder / 'sdc.mp4'}' has no frames: a template's motion renders need one frame per "
+                            "video frame. Re-export the template (e.g. with MIMO Save Template) or replace sdc.mp4.")
     if len(motion) == 0:
         has = f"; sdc.mp4 has {motion_len} frames at that rate" if motion_len is not None else ""
         raise ValueError(f"Template '{folder}': time_crop {config.get('time_crop')} at {fps:g} fps leaves no frames "
@@ -207,8 +266,14 @@ def load_template(folder, target_fps: float | None = None, max_frames: int | Non
         elif not path.is_file():
             streams[key] = None
         else:
-            streams[key], _ = load_video_fixed_fps(path, fps, start, stop, channel0=key in ("occlusion", "mask"))
+            streams[key], _ = load_video_fixed_fps(path, fps, start, stop, channel0=key in ("occlusion", "mask"),
+                                                   progress=progress)
     lengths = {k: len(v) for k, v in streams.items() if v is not None}
+    empty = [STREAMS[k] for k, v in lengths.items() if v == 0]
+    if empty:
+        raise TemplateError(f"Template '{folder}': {', '.join(empty)} gave no frames for frames {start}..{stop - 1} "
+                            f"at {fps:g} fps while sdc.mp4 has {len(motion)}; every layer needs one frame per "
+                            "sdc.mp4 frame. Re-export the template or replace the file.")
     n = min(lengths.values())
     if len(set(lengths.values())) > 1:
         log.warning("Template '%s': the videos have different lengths %s after resampling; using the first %d "

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import image_ops
 from ..memory import release
 from ..weights import CheckpointError, read_state_dict
 
@@ -278,9 +279,7 @@ def predict_depth(model, frames: torch.Tensor, *, input_size: int = 518, chunk: 
                   progress: Progress | None = None) -> torch.Tensor:
     """Relative inverse depth [F, H, W] (CPU float32) with a loaded model; per-frame 0..1 when
     ``normalize``."""
-    if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[-1] not in (3, 4):
-        shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
-        raise ValueError(f"frames must be a [frames, height, width, 3] image tensor (0..1), got {shape}.")
+    frames = image_ops.as_frames(frames)
     if input_size < PATCH:
         raise ValueError(f"input_size must be at least {PATCH}, got {input_size}.")
     n, h, w = frames.shape[:3]
@@ -317,6 +316,7 @@ def estimate_depth(frames: torch.Tensor, model_path: str | Path, *, input_size: 
     """Depth Anything V2 on every frame: [F, H, W] float, relative inverse depth (larger = nearer),
     min-max normalised to 0..1 per frame (``normalize=False``: the raw prediction, metric models
     inverted). The model is loaded for the call and freed after it; ``chunk`` frames at a time."""
+    image_ops.frame_shape(frames)  # before loading the model
     model = load_depth_anything(model_path, device=device, dtype=dtype)
     try:
         return predict_depth(model, frames, input_size=input_size, chunk=chunk, normalize=normalize,

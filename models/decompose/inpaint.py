@@ -34,7 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from .. import image_ops
 
 log = logging.getLogger("MIMO")
 
@@ -44,44 +45,6 @@ PROPAINTER_WEIGHTS = ("raft_things", "propainter_rfc", "propainter")
 TELEA_RADIUS = 5
 
 Progress = Callable[[int, int], None]
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def as_frames(frames) -> torch.Tensor:
-    """[F,H,W,3] float32 0..1 on the CPU (a single [H,W,3] image becomes one frame)."""
-    x = torch.as_tensor(frames)
-    if x.ndim == 3 and x.shape[-1] in (3, 4):
-        x = x[None]
-    if x.ndim != 4 or x.shape[-1] not in (3, 4):
-        raise ValueError(f"Expected video frames [frames, height, width, 3], got shape {tuple(x.shape)}.")
-    if x.dtype == torch.uint8:
-        x = x.float() / 255.0
-    return x[..., :3].float().cpu()
-
-
-def as_masks(masks, frames: torch.Tensor, what: str = "mask") -> torch.Tensor:
-    """Masks as a [F,H,W] float tensor at the frames' size: one mask per frame, or a single mask for all.
-
-    Masks of another size are resized (bilinear); the caller decides how to threshold them."""
-    n, h, w = frames.shape[:3]
-    m = torch.as_tensor(masks).float().cpu()
-    if m.ndim == 2:
-        m = m[None]
-    if m.ndim == 4 and m.shape[-1] in (1, 3, 4):  # an IMAGE used as a mask: first channel
-        m = m[..., 0]
-    if m.ndim != 3:
-        raise ValueError(f"Expected the {what} as [frames, height, width], got shape {tuple(m.shape)}.")
-    if m.shape[0] not in (1, n):
-        raise ValueError(f"The {what} has {m.shape[0]} frames but the video has {n}: give one per frame "
-                         f"(or a single one for the whole clip). Trim or resample them to the same length.")
-    if m.shape[1:] != (h, w):
-        log.info("Resizing the %s from %dx%d to the video's %dx%d.", what, m.shape[2], m.shape[1], w, h)
-        m = F.interpolate(m[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
-    if m.shape[0] == 1 and n > 1:
-        m = m.expand(n, h, w)
-    return m.clamp(0, 1)
 
 
 def dilate_masks(masks: torch.Tensor, iterations: int) -> torch.Tensor:
@@ -260,7 +223,7 @@ def propainter_inpaint(frames: torch.Tensor, masks: torch.Tensor, *, dilate: int
     if box is None:
         return frames.clone()
     x0, x1, y0, y1 = box
-    crop = (frames[:, y0:y1, x0:x1] * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
+    crop = image_ops.uint8_frames(frames[:, y0:y1, x0:x1])
     crop_m = masks[:, y0:y1, x0:x1].numpy().astype(np.uint8)
     ratio = short_side / min(y1 - y0, x1 - x0)
     weights = weights or ProPainterWeights()
@@ -286,7 +249,7 @@ def propainter_inpaint(frames: torch.Tensor, masks: torch.Tensor, *, dilate: int
         raise RuntimeError(f"ProPainter failed on this {x1 - x0}x{y1 - y0} crop at every scale tried: "
                            f"{last_error}") from last_error
     out = frames.clone()
-    filled = torch.from_numpy(result).float() / 255.0
+    filled = image_ops.to_image(result)
     region = dilate_masks(masks, dilate)[:, y0:y1, x0:x1]
     out[:, y0:y1, x0:x1] = torch.where(region[..., None], filled, frames[:, y0:y1, x0:x1])
     if progress is not None:
@@ -311,8 +274,8 @@ def inpaint_scene(frames, masks, *, method: str = "auto", dilate: int = 4, windo
     """
     if method not in METHODS:
         raise ValueError(f"Unknown inpaint method '{method}': use one of {', '.join(METHODS)}.")
-    x = as_frames(frames)
-    m = as_masks(masks, x, "mask") > float(threshold)
+    x = image_ops.as_frames(frames, single_ok=True)
+    m = image_ops.as_masks(masks, x, "mask") > float(threshold)
     if not bool(m.any()):
         log.info("Scene: the mask is empty, the frames are the scene.")
         return x.clone()

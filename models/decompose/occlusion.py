@@ -12,9 +12,9 @@ OccTracker``, mimo_official.md §4.2 step 9):
    the person, cut apart where the depth jumps (and, optionally, along colour edges), regions under
    100 px dropped. It finds whatever sticks out towards the camera around the person; objects at the
    person's depth or touching a nearer floor without a depth step are merged or missed, which a SAM
-   mask generator separates better. ``sam2_proposer`` runs SAM 2's automatic mask generator with
-   the user's SAM 2 weights and the official generator settings (the official code used SAM v1 ViT-H
-   here); a mask NMS of our own with the official 0.8 IoU / 0.7 score / 0.5 inner thresholds follows.
+   mask generator separates better. ``sam2_masks.sam2_proposer`` runs SAM 2's automatic mask
+   generator with the user's SAM 2 weights and the official generator settings (the official code
+   used SAM v1 ViT-H here); a mask NMS of our own with the official 0.8 IoU / 0.7 score / 0.5 inner thresholds follows.
 3. **Selection** (``select_occluders``; official ``get_obscure_obj``), candidates largest first:
    ``d_h`` = mean depth over the person (depth 0 ignored); "nearer" = depth > ``d_h`` outside the
    person. A candidate is skipped when it is the person (overlap > 0.8 of the person or > 0.5 of
@@ -43,17 +43,14 @@ The pixel thresholds (600 / 100 px) are the official ones, at the official worki
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..memory import release
+from .. import image_ops
 
 log = logging.getLogger("MIMO")
 
@@ -202,7 +199,7 @@ def depth_candidates(frame: np.ndarray, depth: np.ndarray, human: Mask, *, depth
     k5 = np.ones((5, 5), np.uint8)
     edges = (cv2.dilate(d, k5) - cv2.erode(d, k5)) / span > depth_edge
     if colour_edges:
-        grey = cv2.cvtColor((np.clip(frame, 0, 1) * 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+        grey = cv2.cvtColor(image_ops.to_uint8(frame), cv2.COLOR_RGB2GRAY)
         edges |= cv2.Canny(cv2.GaussianBlur(grey, (5, 5), 1.0), 50, 150) > 0
     inner = nearer & ~edges
     n, labels, stats, _ = cv2.connectedComponentsWithStats(inner.astype(np.uint8), connectivity=8)
@@ -220,56 +217,6 @@ def depth_candidates(frame: np.ndarray, depth: np.ndarray, human: Mask, *, depth
         grown[take] = spread[take]
         free &= ~take
     return [grown == i for i in keep]
-
-
-def sam2_candidates(generator) -> CandidateFn:
-    """Candidates from a SAM 2 automatic mask generator (``SAM2AutomaticMaskGenerator``-like: its
-    ``generate(uint8 HxWx3)`` returns dicts with ``segmentation`` and ``predicted_iou``), followed by
-    the mask NMS."""
-
-    def propose(frame: np.ndarray, depth: np.ndarray, human: Mask) -> list[Mask]:
-        image = (np.clip(frame, 0, 1) * 255).round().astype(np.uint8)
-        device = getattr(getattr(generator, "predictor", None), "device", torch.device("cpu"))
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if torch.device(device).type == "cuda"
-                    else contextlib.nullcontext())
-        with torch.inference_mode(), autocast, warnings.catch_warnings():
-            # without SAM 2's optional CUDA extension the generator warns on every call (hole filling skipped)
-            warnings.filterwarnings("ignore", message=r".*cannot import name '_C'.*")
-            records = generator.generate(image)
-        masks = [np.asarray(r["segmentation"], dtype=bool) for r in records]
-        scores = [float(r.get("predicted_iou", 1.0)) for r in records]
-        return mask_nms(masks, scores)
-
-    return propose
-
-
-# official SamAutomaticMaskGenerator settings (demo_occ.py)
-SAM_GENERATOR_SETTINGS = dict(points_per_side=32, pred_iou_thresh=0.7, box_nms_thresh=0.7,
-                              stability_score_thresh=0.85, crop_n_layers=1, crop_n_points_downscale_factor=1,
-                              min_mask_region_area=100)
-
-
-def sam2_mask_generator(sam2_model, **overrides):
-    """SAM 2's automatic mask generator with the official settings, on a built SAM 2 model."""
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-
-    generator = SAM2AutomaticMaskGenerator(sam2_model, **{**SAM_GENERATOR_SETTINGS, **overrides})
-    s = int(getattr(sam2_model, "image_size", 1024))  # the image predictor assumes 1024 px inputs
-    generator.predictor._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]
-    return generator
-
-
-@contextlib.contextmanager
-def sam2_proposer(model_path, *, device=None, image_size: int | None = None, **settings):
-    """``with sam2_proposer(path) as propose:`` candidates from SAM 2's automatic mask generator with
-    the user's SAM 2 weights (loaded by the pack's SAM 2 loader, freed on exit)."""
-    from .track import load_sam2
-
-    model = load_sam2(model_path, device=device, image_size=image_size)
-    try:
-        yield sam2_candidates(sam2_mask_generator(model, **settings))
-    finally:
-        release(model)
 
 
 # ----------------------------------------------------------------------------- selection
@@ -356,25 +303,6 @@ def _np_masks(masks) -> np.ndarray:
     return (m > 0.5).numpy() if m.dtype != torch.bool else m.numpy()
 
 
-def _per_frame(x, frames: torch.Tensor, what: str) -> torch.Tensor:
-    """[F,H,W] float at the frames' size: a MASK, or an IMAGE's first channel; a single map is used
-    for every frame."""
-    t = torch.as_tensor(x).float().cpu()
-    if t.ndim == 4:
-        t = t[..., 0]
-    if t.ndim == 2:
-        t = t[None]
-    n, h, w = frames.shape[:3]
-    if t.ndim != 3:
-        raise ValueError(f"Expected the {what} as [frames, height, width], got shape {tuple(t.shape)}.")
-    if t.shape[0] not in (1, n):
-        raise ValueError(f"The {what} has {t.shape[0]} frames but the video has {n}: give one per frame.")
-    if t.shape[1:] != (h, w):
-        log.info("Resizing the %s from %dx%d to the video's %dx%d.", what, t.shape[2], t.shape[1], w, h)
-        t = F.interpolate(t[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
-    return t.expand(n, h, w)
-
-
 def search_frames(human_masks, rules: OcclusionRules | None = None, track: str | Tracker = "static") -> list[int]:
     """The frames whose candidates are examined: the official keyframes, or (``track="per-frame"``)
     every frame with a person."""
@@ -396,19 +324,17 @@ def occluder_masks(frames, human_masks, depth, *, keyframes: Sequence[int] | Non
     [F,H,W,3]), relative inverse depth, larger = nearer.
     keyframes: frames to look for occluders in (default: the official pick, ``pick_keyframes``).
     candidates: ``"depth"`` (built-in proposal), a callable ``(frame, depth, human) -> masks`` (e.g. from
-    ``sam2_proposer``), or ``{frame: masks}`` computed beforehand (pass the same ``keyframes``).
+    ``sam2_masks.sam2_proposer``), or ``{frame: masks}`` computed beforehand (pass the same ``keyframes``).
     track: a callable ``(frames, {keyframe: [N,H,W] objects}) -> [F,H,W]``, ``"static"`` or ``"per-frame"``.
     soft: False/"hard" or True/"feather"; ``feather`` in px (the ramp's width).
     body_masks: the whole body per frame (the official SDC mask); default the person's convex hull.
     """
-    from .inpaint import as_frames
-
     rules = rules or OcclusionRules()
-    x = as_frames(frames)
+    x = image_ops.as_frames(frames, single_ok=True)
     n, h, w = x.shape[:3]
-    human_t = _per_frame(human_masks, x, "human mask") > 0.5
-    depth_t = _per_frame(depth, x, "depth")
-    body_t = None if body_masks is None else _per_frame(body_masks, x, "body mask") > 0.5
+    human_t = image_ops.as_maps(human_masks, x, "human mask") > 0.5
+    depth_t = image_ops.as_maps(depth, x, "depth")
+    body_t = None if body_masks is None else image_ops.as_maps(body_masks, x, "body mask") > 0.5
     human = human_t.numpy()
     depth_np = depth_t.numpy()
     frames_np = x.numpy()

@@ -5,7 +5,7 @@ file layouts, for tests and demos (random weights: the masks and depths they giv
   size (default 256 instead of 1024, ~16x faster), saved as the official ``{"model": sd}`` ``.pt`` and
   as a flat ``.safetensors`` (ComfyUI's layout; fp16 by default, as ComfyUI's fp16 files). The input
   size is recorded in the file (``.pt`` key / safetensors metadata ``image_size``), which
-  ``track.load_sam2`` reads; real checkpoints record nothing and run at 1024.
+  ``sam2_build.load_sam2`` reads; real checkpoints record nothing and run at 1024.
 * Depth Anything V2: a 4-layer, 64-wide DINOv2 + DPT head (same key layout as vits..vitg), saved in
   the original layout (``pretrained.*`` / ``depth_head.*``) as ``.pth`` and ``.safetensors``, or in the
   transformers layout.
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from . import depth as depth_lib
-from . import track as track_lib
+from . import sam2_build
 
 TINY_SAM2_SIZE = 256
 TINY_DEPTH = dict(hidden=64, layers=4, fusion=16, channels=[8, 16, 32, 64], grid=37)
@@ -26,14 +26,14 @@ TINY_DEPTH = dict(hidden=64, layers=4, fusion=16, channels=[8, 16, 32, 64], grid
 
 def sam2_file_stem(size: str = "t", version: str = "2.1") -> str:
     """The official file name stem, e.g. ``sam2.1_hiera_tiny`` / ``sam2_hiera_large``."""
-    return f"{'sam2.1' if version == '2.1' else 'sam2'}_hiera_{track_lib.SIZE_NAMES[size]}"
+    return f"{'sam2.1' if version == '2.1' else 'sam2'}_hiera_{sam2_build.SIZE_NAMES[size]}"
 
 
 def tiny_sam2_state_dict(size: str = "t", version: str = "2.1", image_size: int = TINY_SAM2_SIZE,
                          seed: int = 0) -> dict[str, torch.Tensor]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = track_lib.build_sam2(track_lib.sam2_config_name(size, version), image_size=image_size)
+        model = sam2_build.build_sam2(sam2_build.sam2_config_name(size, version), image_size=image_size)
     return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
 
@@ -50,11 +50,11 @@ def write_tiny_sam2(folder: str | Path, *, size: str = "t", version: str = "2.1"
     written = {}
     if "pt" in layouts:
         written["pt"] = folder / f"{stem}.pt"
-        torch.save({"model": sd, track_lib.META_IMAGE_SIZE: image_size}, written["pt"])
+        torch.save({"model": sd, sam2_build.META_IMAGE_SIZE: image_size}, written["pt"])
     if "safetensors" in layouts:
         written["safetensors"] = folder / f"{stem}.safetensors"
         save_file({k: v.to(safetensors_dtype) if v.is_floating_point() else v for k, v in sd.items()},
-                  str(written["safetensors"]), metadata={track_lib.META_IMAGE_SIZE: str(image_size)})
+                  str(written["safetensors"]), metadata={sam2_build.META_IMAGE_SIZE: str(image_size)})
     return written
 
 
@@ -114,30 +114,6 @@ def write_tiny_depth_anything(folder: str | Path, *, seed: int = 0, metric: bool
     return written
 
 
-def person_clip(frames: int = 6, height: int = 64, width: int = 96, step: int = 9, seed: int = 1):
-    """A synthetic static-camera clip for tests: a red person-like shape (head, body, two legs)
-    walking right over a fixed greenish texture. Returns (frames [F,H,W,3] 0..1, masks [F,H,W] 0/1);
-    the person's colour differs from the background by > 0.6 in red everywhere."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
-    tex = 0.4 + 0.15 * torch.sin(xx / 3.0) * torch.cos(yy / 4.0) + 0.05 * torch.rand(height, width, generator=g)
-    background = torch.stack([tex * 0.5, tex, tex * 0.9], dim=-1)
-    s = height / 64
-    out, masks = [], []
-    for t in range(frames):
-        x0 = round(8 * s) + step * t
-        m = torch.zeros(height, width, dtype=torch.bool)
-        m |= (xx - (x0 + 6 * s)) ** 2 + (yy - 14 * s) ** 2 <= 16 * s * s  # head
-        m[round(19 * s):round(42 * s), x0:x0 + round(13 * s)] = True  # body
-        m[round(42 * s):round(58 * s), x0 + round(1 * s):x0 + round(5 * s)] = True  # legs
-        m[round(42 * s):round(58 * s), x0 + round(8 * s):x0 + round(12 * s)] = True
-        frame = background.clone()
-        frame[m] = torch.tensor([0.95, 0.15, 0.1])
-        out.append(frame)
-        masks.append(m.float())
-    return (torch.stack(out) * 255).round() / 255, torch.stack(masks)
-
-
 def write_tiny_decompose_weights(models_dir: str | Path, seed: int = 0) -> dict[str, Path]:
     """The tiny SAM 2 (``models/sam2``, both layouts) and Depth Anything (``models/depthanything``,
     both original layouts) under a ComfyUI models folder; returns {name: path}."""
@@ -148,4 +124,4 @@ def write_tiny_decompose_weights(models_dir: str | Path, seed: int = 0) -> dict[
 
 
 __all__ = ["write_tiny_sam2", "tiny_sam2_state_dict", "sam2_file_stem", "tiny_depth_config", "tiny_depth_anything",
-           "write_tiny_depth_anything", "write_tiny_decompose_weights", "person_clip", "TINY_SAM2_SIZE"]
+           "write_tiny_depth_anything", "write_tiny_decompose_weights", "TINY_SAM2_SIZE"]

@@ -91,7 +91,7 @@ class SpatialTransformerBlock(nn.Module):
 
     def self_attention(self, n: torch.Tensor, reference: ReferenceContext | None) -> torch.Tensor:
         kv = reference.kv.get(self.path) if reference is not None else None
-        if kv is None:
+        if kv is None or reference.plain_rows >= n.shape[0]:
             return self.attn1(n)
         attn = self.attn1
         q, k, v = attn.to_q(n), attn.to_k(n), attn.to_v(n)
@@ -118,6 +118,13 @@ class SpatialTransformerBlock(nn.Module):
         return ReferenceKV(self.attn1.to_k(t), self.attn1.to_v(t))
 
 
+def _rows_of(reference: ReferenceContext | None, start: int, rows: int) -> ReferenceContext | None:
+    """The reference context of batch rows start..start+rows (the plain rows come first)."""
+    if reference is None:
+        return None
+    return ReferenceContext(reference.kv, plain_rows=min(max(reference.plain_rows - start, 0), rows))
+
+
 class SpatialTransformer(nn.Module):
     """Transformer2DModel with 1x1-conv projections; frames are folded into the batch."""
 
@@ -128,7 +135,16 @@ class SpatialTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList([SpatialTransformerBlock(channels, heads, context_dim)])
         self.proj_out = nn.Conv2d(channels, channels, 1)
 
+    row_chunk = 0  # >0: at most this many frames at a time (low-VRAM mode; each frame is independent)
+
     def forward(self, x, context, reference=None, record=None):
+        rows = self.row_chunk
+        if record is None and 0 < rows < x.shape[0]:
+            return torch.cat([self._forward(x[i:i + rows], context[i:i + rows], _rows_of(reference, i, rows))
+                              for i in range(0, x.shape[0], rows)])
+        return self._forward(x, context, reference, record)
+
+    def _forward(self, x, context, reference=None, record=None):
         n, c, h, w = x.shape
         y = self.proj_in(self.norm(x)).permute(0, 2, 3, 1).reshape(n, h * w, c)
         for block in self.transformer_blocks:

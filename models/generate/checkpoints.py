@@ -42,7 +42,7 @@ def classify(sd: dict[str, torch.Tensor]) -> str:
         return "vae"
     if any(k.startswith(("vision_model.", "visual_projection", "visual.")) for k in keys):
         return "clip_vision"
-    if "conv_in.weight" in sd and any(k.startswith("down_blocks.") for k in keys):
+    if "conv_in.weight" in sd and sd["conv_in.weight"].dim() == 4 and any(k.startswith("down_blocks.") for k in keys):
         cin = sd["conv_in.weight"].shape[1]
         if cin == 8:
             return "denoising_unet"

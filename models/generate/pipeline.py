@@ -15,7 +15,8 @@ from .. import image_ops
 from .image_encoder import encode_image
 from .pose_guider import PoseGuider
 from .reference_prep import clip_pixel_values
-from .sampler import SamplerProgress, denoise, encode_pose, project_reference_tokens
+from .sampler import (PoseFeatures, SamplerPlan, SamplerProgress, check_windows, denoise, encode_pose,
+                      project_reference_tokens)
 from .unet import MIMOUNet
 from .vae import decode, encode_mean
 
@@ -32,10 +33,6 @@ class MIMOModels:
     pose_guider: PoseGuider
     vae: torch.nn.Module  # diffusers AutoencoderKL
     image_encoder: torch.nn.Module  # transformers CLIPVisionModelWithProjection
-
-    @property
-    def device(self) -> torch.device:
-        return self.denoiser.conv_in.weight.device
 
     def to(self, device=None, dtype=None) -> "MIMOModels":
         """Move (and cast) every network, as the official pipeline runs all of them in one dtype."""
@@ -65,11 +62,6 @@ class Scene:
     width: int
     height: int
     frames: np.ndarray | None = None  # uint8 [F,H,W,3] source, kept to re-encode at another size
-
-
-def _vae_device_dtype(vae):
-    p = next(vae.parameters())
-    return p.device, p.dtype
 
 
 @torch.no_grad()
@@ -112,6 +104,17 @@ def initial_noise(frames: int, width: int, height: int, seed: int) -> torch.Tens
     return torch.randn(1, 4, frames, height // 8, width // 8, generator=g).squeeze(0).transpose(0, 1).contiguous()
 
 
+def networks_needed(identity: Identity, scene: Scene, width: int, height: int) -> list[str]:
+    """The networks ``sample`` will run for this call: identity or scene encoded at another size are
+    encoded again at the working size first."""
+    needed = ["denoiser", "pose_guider"]
+    if (identity.width, identity.height) != (width, height):
+        needed += ["image_encoder", "vae", "reference_unet"]
+    elif (scene.width, scene.height) != (width, height):
+        needed.append("vae")
+    return needed
+
+
 def check_size(width: int, height: int) -> None:
     if width % 8 or height % 8 or width < 64 or height < 64:
         raise ValueError(f"Working size {width}x{height} must be multiples of 8 and at least 64 (MIMO uses 784x784).")
@@ -132,9 +135,16 @@ def sample(
     seed: int = 42,
     noise: torch.Tensor | None = None,
     callback=None,
+    plan: SamplerPlan | None = None,
+    before_denoise=None,
 ) -> torch.Tensor:
-    """Returns scaled latents [F,4,H/8,W/8] (float32, CPU)."""
+    """Returns scaled latents [F,4,H/8,W/8] (float32, CPU).
+
+    ``before_denoise`` is called once the encoders are done. The pose features are computed window by window from the motion at the working size (uint8 on
+    the host), so device memory does not grow with the number of frames."""
     check_size(width, height)
+    check_windows(context_frames, overlap)
+    plan = plan or SamplerPlan()
     if (identity.width, identity.height) != (width, height):
         log.info("Re-encoding the identity at %dx%d (it was encoded at %dx%d).", width, height,
                  identity.width, identity.height)
@@ -143,12 +153,15 @@ def sample(
         log.info("Re-encoding the scene at %dx%d.", width, height)
         scene = encode_scene(models, scene.frames, width, height)
     frames = motion_uint8.shape[0]
-    pose_features = encode_pose(models.pose_guider, motion_tensor(motion_uint8, width, height))
+    motion = torch.from_numpy(np.ascontiguousarray(image_ops.resize_frames(motion_uint8, width, height, "lanczos")))
+    pose = PoseFeatures(models.pose_guider, motion, cache_bytes=plan.pose_cache_bytes)
     if noise is None:
         noise = initial_noise(frames, width, height, seed)
     kv = project_reference_tokens(models.denoiser, identity.tokens)
-    latents = denoise(models.denoiser, kv, identity.clip_embeds, pose_features, scene.latents, noise,
-                      steps=steps, cfg=cfg, context_frames=context_frames, overlap=overlap, callback=callback)
+    if before_denoise is not None:
+        before_denoise()  # e.g. low-VRAM mode: the encoders leave the GPU
+    latents = denoise(models.denoiser, kv, identity.clip_embeds, pose, scene.latents, noise, steps=steps, cfg=cfg,
+                      context_frames=context_frames, overlap=overlap, callback=callback, plan=plan)
     return latents.cpu()
 
 
@@ -160,5 +173,5 @@ def decode_latents(models: MIMOModels, latents: torch.Tensor) -> torch.Tensor:
 
 __all__ = [
     "MIMOModels", "Identity", "Scene", "SamplerProgress", "encode_identity", "encode_scene", "sample",
-    "decode_latents", "initial_noise", "motion_tensor", "LATENT_SCALE",
+    "decode_latents", "initial_noise", "motion_tensor", "networks_needed", "encode_pose", "LATENT_SCALE",
 ]

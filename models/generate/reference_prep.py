@@ -7,6 +7,8 @@ from PIL import Image
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_SIZE = 224
+MIN_CHARACTER_SIDE = 32  # pixels of the character's box, longer side: less has nothing to crop, pad and scale up
+MIN_CHARACTER_WIDTH = 4  # ... and its shorter side
 
 
 def _alpha_bytes(alpha: np.ndarray):
@@ -58,11 +60,14 @@ def pad_square(image: np.ndarray, value: int = 255):
     return out, (top, bottom, left, right)
 
 
-def prepare_reference(image: np.ndarray, alpha=None) -> np.ndarray:
+def prepare_reference(image: np.ndarray, alpha=None, min_side: int = 0) -> np.ndarray:
     """Official reference prep on uint8 RGB [H, W, 3] -> white-padded square uint8 [S, S, 3].
 
     ``alpha`` is the matte [H, W] (float 0..1, or uint8 0..255), 1 = person (ComfyUI's MASK from
     LoadImage is the inverse, 1 - alpha). With ``alpha=None`` the whole image is only padded.
+    ``min_side``: the character's box (after the crop) must be at least this many pixels on its longer
+    side and ``MIN_CHARACTER_WIDTH`` on the shorter (the nodes use ``MIN_CHARACTER_SIDE``; the official
+    code has no minimum).
     """
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -83,6 +88,14 @@ def prepare_reference(image: np.ndarray, alpha=None) -> np.ndarray:
         image = _composite_white(image, a)
         y0, y1, x0, x1 = crop_box(nonzero)
         image = image[y0:y1, x0:x1]
+    h, w = image.shape[:2]
+    if min_side and (max(h, w) < min_side or min(h, w) < min(min_side, MIN_CHARACTER_WIDTH)):
+        what = "the character's box (cropped to its mask)" if alpha is not None else "the reference image"
+        raise ValueError(f"The character is too small: {what} is {w}x{h} pixels, and MIMO's preparation (crop, "
+                         f"pad to a square, scale to the working size and to {CLIP_SIZE} for CLIP) needs at least "
+                         f"{min_side} pixels on the longer side and {min(min_side, MIN_CHARACTER_WIDTH)} on the "
+                         "shorter. Use a larger picture of the character (MIMO was trained on "
+                         "characters several hundred pixels tall), or check the mask.")
     return pad_square(image, 255)[0]
 
 

@@ -75,8 +75,16 @@ class ResnetBlock(nn.Module):
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
+    row_chunk = 0  # >0: at most this many frames at a time (low-VRAM mode; each frame is independent)
+
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         # temb: [B*F, C] already passed through SiLU.
+        if 0 < self.row_chunk < x.shape[0]:
+            return torch.cat([self._forward(x[i:i + self.row_chunk], temb[i:i + self.row_chunk])
+                              for i in range(0, x.shape[0], self.row_chunk)])
+        return self._forward(x, temb)
+
+    def _forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
         h = h + self.time_emb_proj(temb)[:, :, None, None]
         h = self.conv2(F.silu(self.norm2(h)))
@@ -203,6 +211,13 @@ class MIMOUNet(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.conv_in.weight.dtype
+
+    def set_row_chunk(self, rows: int) -> None:
+        """Run resnets and spatial transformers on at most ``rows`` frames at a time (0: all at once).
+        Frames are independent there, so the result is the same; peak activations shrink."""
+        for m in self.modules():
+            if isinstance(m, (ResnetBlock, SpatialTransformer)):
+                m.row_chunk = int(rows)
 
     def transformer_blocks(self) -> dict[str, nn.Module]:
         return {name: m for name, m in self.named_modules() if hasattr(m, "project_reference")}

@@ -8,12 +8,15 @@ only moves the whole clip by the constant (R - I)(J0_true - J0), about a centime
 so the default is fine for rendering with a camera that frames the body."""
 
 import logging
+import zipfile
 from pathlib import Path
 from collections.abc import Callable
 
 import numpy as np
 
+from ..errors import MIMOInputError
 from . import rotations as rot
+from .checks import check_betas
 from .motion import Motion
 
 log = logging.getLogger("MIMO")
@@ -22,16 +25,35 @@ DEFAULT_REST_PELVIS = np.array([-0.002, -0.223, 0.028])  # typical SMPL/SMPL-H p
 Z_UP_TO_Y_UP = rot.axis_rotation("x", -np.pi / 2)
 
 
-class AMASSError(ValueError):
+class AMASSError(MIMOInputError):
     pass
 
 
 def _text(value, default: str) -> str:
     """A 0-d (or 1-element) str/bytes array as a lower-case str."""
     g = np.asarray(value)
-    g = g.item() if g.size == 1 else (g.tolist() or [default])[0]
-    g = g.decode("utf-8", "replace") if isinstance(g, bytes) else str(g)
-    return g.strip().lower() or default
+    try:
+        g = g.item() if g.size == 1 else (g.reshape(-1).tolist() or [default])[0]
+        g = g.decode("utf-8", "replace") if isinstance(g, bytes) else str(g)
+        return g.strip().lower() or default
+    except (SystemError, ValueError):  # str arrays holding invalid code points (a damaged file)
+        return default
+
+
+def _floats(value, key: str, name: str, shape: tuple | None = None) -> np.ndarray:
+    """``value`` as float64, reshaped to ``shape`` (-1 allowed); AMASSError naming the key otherwise."""
+    try:
+        a = np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        raise AMASSError(f"{name}: '{key}' should hold numbers, found dtype {np.asarray(value).dtype}.") from None
+    if shape is None:
+        return a
+    try:
+        return a.reshape(shape)
+    except ValueError:
+        want = "x".join("frames" if d == -1 else str(d) for d in shape)
+        raise AMASSError(f"{name}: '{key}' has shape {a.shape} ({a.size} values); expected [{want}]"
+                         f"{' for ' + str(shape[0]) + ' frames' if shape and shape[0] != -1 else ''}.") from None
 
 
 def _poses_split(poses: np.ndarray, name: str) -> tuple:
@@ -51,6 +73,9 @@ def load_amass(path, rest_pelvis: np.ndarray | Callable | None = None) -> Motion
     betas, or a function betas -> rest joints [J,3] / pelvis [3] (called with the file's betas)."""
     path = Path(path)
     name = path.name
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise AMASSError(f"{name} is not a .npz archive (damaged, truncated or another format); AMASS motions are "
+                         "zip archives of arrays. Re-download or re-export it.")
     try:
         data = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -58,28 +83,34 @@ def load_amass(path, rest_pelvis: np.ndarray | Callable | None = None) -> Motion
     except ValueError as e:
         raise AMASSError(f"{name}: not a plain .npz of arrays ({e}). AMASS files need no pickled objects.") from None
     except Exception as e:
-        raise AMASSError(f"{name}: cannot be read as a .npz file ({e}).") from None
+        raise AMASSError(f"{name}: cannot be read as a .npz file ({e}); it is damaged or not an AMASS motion. "
+                         "Re-download or re-export it.") from None
     with data:
         try:
             keys = set(data.files)
             arrays = {k: data[k] for k in keys}
         except ValueError as e:
-            raise AMASSError(f"{name}: an array needs pickle, which is refused for safety ({e}).") from None
+            if "pickle" in str(e):
+                raise AMASSError(f"{name}: an array needs pickle, which is refused for safety ({e}).") from None
+            raise AMASSError(f"{name}: an array in the .npz is damaged ({e}); re-download or re-export the file.") from None
+        except Exception as e:  # truncated or corrupt zip members
+            raise AMASSError(f"{name}: the .npz is damaged ({type(e).__name__}: {e}); re-download or re-export "
+                             "the file.") from None
 
     if "root_orient" in arrays and "pose_body" in arrays:  # SMPL-X N/G with separate keys
-        root = arrays["root_orient"]
+        root = _floats(arrays["root_orient"], "root_orient", name, (-1, 3))
         body = arrays["pose_body"]
         t = root.shape[0]
         hand = arrays.get("pose_hand")
         left = right = None
         if hand is not None:
-            hand = np.asarray(hand, np.float64).reshape(t, -1)
+            hand = _floats(hand, "pose_hand", name, (t, -1) if t else (0, 90))
             if hand.shape[1] != 90:
                 raise AMASSError(f"{name}: 'pose_hand' has {hand.shape[1]} values per frame, expected 90.")
             left, right = hand[:, :45], hand[:, 45:]
         model = _text(arrays.get("surface_model_type", "smplx"), "smplx")
     elif "poses" in arrays:
-        poses = np.asarray(arrays["poses"], np.float64)
+        poses = _floats(arrays["poses"], "poses", name)
         if poses.ndim != 2:
             raise AMASSError(f"{name}: 'poses' should be [frames, values], got shape {poses.shape}.")
         root, body, left, right, model = _poses_split(poses, name)
@@ -89,30 +120,29 @@ def load_amass(path, rest_pelvis: np.ndarray | Callable | None = None) -> Motion
         raise AMASSError(f"{name} holds {what} (keys: {', '.join(sorted(keys))}). Pick a motion file from the same "
                          "folder: '*_poses.npz' (SMPL+H G) or '*_stageii.npz' (SMPL-X).")
 
-    root = np.asarray(root, np.float64).reshape(-1, 3)
+    root = _floats(root, "root_orient", name, (-1, 3))
     t = root.shape[0]
-    body = np.asarray(body, np.float64).reshape(t, 21, 3)
-    left = None if left is None else np.asarray(left, np.float64).reshape(t, 15, 3)
-    right = None if right is None else np.asarray(right, np.float64).reshape(t, 15, 3)
     if t < 1:
         raise AMASSError(f"{name} has no frames.")
+    body = _floats(body, "pose_body", name, (t, 21, 3))
+    left = None if left is None else _floats(left, "left hand pose", name, (t, 15, 3))
+    right = None if right is None else _floats(right, "right hand pose", name, (t, 15, 3))
     trans = arrays.get("trans")
     if trans is None:
         log.warning("%s has no 'trans': the root stays in place.", name)
         trans = np.zeros((t, 3))
-    trans = np.asarray(trans, np.float64).reshape(t, 3)
+    trans = _floats(trans, "trans", name, (t, 3))
     betas = arrays.get("betas")
-    if betas is not None:
-        betas = np.asarray(betas, np.float64)
-        betas = betas[0] if betas.ndim == 2 else betas.reshape(-1)
+    betas = None if betas is None else check_betas(_floats(betas, "betas", name), name, t)
     fps = arrays.get("mocap_framerate", arrays.get("mocap_frame_rate"))
-    if fps is None or not float(np.asarray(fps).reshape(-1)[0]) > 0:
+    fps = None if fps is None else _floats(fps, "mocap_framerate", name).reshape(-1)
+    if fps is None or fps.size == 0 or not fps[0] > 0:
         log.warning("%s has no frame rate (mocap_framerate / mocap_frame_rate): assuming 120 fps.", name)
-        fps = 120.0
-    fps = float(np.asarray(fps).reshape(-1)[0])
+        fps = [120.0]
+    fps = float(fps[0])
     gender = _text(arrays["gender"], "neutral") if "gender" in arrays else "neutral"
 
-    j0 = _pelvis(rest_pelvis, betas)
+    j0 = rest_pelvis_joint(rest_pelvis, betas)
     r = Z_UP_TO_Y_UP
     root_y = rot.matrix_to_aa(r @ rot.aa_to_matrix(root))
     trans_y = (trans + j0) @ r.T - j0
@@ -121,11 +151,13 @@ def load_amass(path, rest_pelvis: np.ndarray | Callable | None = None) -> Motion
                   meta={"rest_pelvis": j0.tolist(), "up_axis_converted": "Z->Y"})
 
 
-def _pelvis(rest_pelvis, betas) -> np.ndarray:
+def rest_pelvis_joint(rest_pelvis, betas) -> np.ndarray:
+    """J0 [3] from ``rest_pelvis``: None (a typical SMPL-H pelvis), the pelvis [3], rest joints [J,3],
+    a torch tensor, or a function betas -> one of those (called with the motion's betas)."""
     if rest_pelvis is None:
         return DEFAULT_REST_PELVIS.copy()
     if callable(rest_pelvis):
         rest_pelvis = rest_pelvis(betas)
     if hasattr(rest_pelvis, "detach"):  # a torch tensor
         rest_pelvis = rest_pelvis.detach().cpu().double().numpy()
-    return np.asarray(rest_pelvis, dtype=np.float64).reshape(-1, 3)[0].copy()  # rest joints [J,3] → pelvis
+    return np.asarray(rest_pelvis, dtype=np.float64).reshape(-1, 3)[0].copy()  # rest joints [J,3] -> pelvis

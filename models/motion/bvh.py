@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MIMOInputError
 from . import rotations as rot
 from .skeletal import SkeletonAnimation
 
@@ -21,7 +22,7 @@ _KINDS = {"xposition": ("p", 0), "yposition": ("p", 1), "zposition": ("p", 2),
           "xrotation": ("r", "x"), "yrotation": ("r", "y"), "zrotation": ("r", "z")}
 
 
-class BVHError(ValueError):
+class BVHError(MIMOInputError):
     pass
 
 
@@ -44,6 +45,13 @@ class _Tokens:
         got = self.next()
         if got.upper() != word.upper():
             raise BVHError(f"{self.where}: expected '{word}' but found '{got}' (token {self.pos}).")
+
+    def integer(self, what: str) -> int:
+        value = self.number()
+        if not (value == int(value) if abs(value) < 1e15 else False) or value < 0:
+            raise BVHError(f"{self.where}: {what} must be a whole number >= 0, found '{self.items[self.pos - 1]}' "
+                           f"(token {self.pos}).")
+        return int(value)
 
     def number(self) -> float:
         tok = self.next()
@@ -69,7 +77,7 @@ def _parse_joint(tok: _Tokens, parent: int, joints: list) -> None:
         if key == "OFFSET":
             joint["offset"] = np.array([tok.number() for _ in range(3)])
         elif key == "CHANNELS":
-            count = int(tok.number())
+            count = tok.integer(f"the CHANNELS count of joint '{name}'")
             for _ in range(count):
                 ch = tok.next()
                 if ch.lower() not in _KINDS:
@@ -103,13 +111,15 @@ def parse_bvh(text: str, source: str = "BVH", scale: float | None = None) -> Ske
         raise BVHError(f"{source}: no ROOT joint in the HIERARCHY section.")
     tok.expect("MOTION")
     tok.expect("Frames:")
-    frames = int(tok.number())
+    frames = tok.integer("'Frames:'")
     tok.expect("Frame")
     tok.expect("Time:")
     dt = tok.number()
     if frames < 1 or not dt > 0:
         raise BVHError(f"{source}: needs at least one frame and a positive Frame Time (got {frames}, {dt}).")
     width = sum(len(j["channels"]) for j in joints)
+    if width == 0:
+        raise BVHError(f"{source}: no joint has CHANNELS, so the MOTION section cannot animate anything.")
     values = tok.items[tok.pos:tok.pos + frames * width]
     if len(values) < frames * width:
         raise BVHError(f"{source}: 'Frames: {frames}' needs {frames * width} values, the file has {len(values)}.")

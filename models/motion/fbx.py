@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MIMOInputError
 from . import _fbx_extract
 from . import rotations as rot
 from .skeletal import SkeletonAnimation
 
 
-class FBXError(ValueError):
+class FBXError(MIMOInputError):
     pass
 
 
@@ -65,6 +66,12 @@ def load_fbx(path, stack: str | None = None, isolated: bool = True, timeout: flo
             raise FBXError(f"Cannot read FBX file {path}: {e}.") from None
     if len(data["names"]) == 0:
         raise FBXError(f"{path.name} has no skeleton: no bone or null nodes were found.")
+    for key in ("rest", "world"):
+        bad = ~np.isfinite(data[key]).all(axis=(-1, -2))
+        if bad.any():
+            where = "rest pose" if key == "rest" else f"frames {sorted(set(np.nonzero(bad)[0].tolist()))[:10]}"
+            raise FBXError(f"{path.name}: the {where} has non-finite (NaN/Inf) node transforms; expected finite "
+                           "numbers (a damaged or hand-edited file?). Re-export the animation.")
     return _to_animation(data, path.name)
 
 

@@ -12,7 +12,7 @@ downloaded by the pack):
   and ``joints3d`` [P,24,3] / ``vertices3d`` (NLF reports these in millimetres; the unit is detected
   against ``trans``), all in camera coordinates (OpenCV: x right, y down, z forward). ``torchvision`` is
   imported before loading (the file uses its ``nms`` op).
-* **GVHMR** (the ``gvhmr`` package, when installed): ``gvhmr.pipeline("human-motion-recovery")`` run on
+* **GVHMR** (``gvhmr.py``; the ``gvhmr`` package, when installed): ``gvhmr.pipeline("human-motion-recovery")`` run on
   the frames written to a temporary .mp4; its in-camera SMPL-X parameters (``smpl_params_camera``:
   global_orient, body_pose 63, betas, transl) and the intrinsics it used (``intrinsics`` [L,3,3]) are
   taken. API as in gvhmr 1.6.1 (``gvhmr/inference/pipelines.py``, ``result.py``); not run here (no
@@ -45,22 +45,20 @@ detections' betas.
 """
 
 import gc
-import importlib.util
 import logging
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import image_ops
+from ..errors import MIMOInputError
 from . import rotations as rot
-from .amass import DEFAULT_REST_PELVIS
+from .amass import rest_pelvis_joint
 from .motion import Motion
 
 log = logging.getLogger("MIMO")
@@ -72,7 +70,7 @@ NLF_OUTPUT_KEYS = ("boxes", "pose", "betas", "trans")
 GVHMR_FPS = 30.0  # GVHMR works at 30 fps (it resamples its input video to that)
 
 
-class EstimatorError(ValueError):
+class EstimatorError(MIMOInputError):
     """Bad estimator file, output or input video."""
 
 
@@ -91,26 +89,14 @@ class PersonEstimate:
 
 
 # ----------------------------------------------------------------------------------------------- frames
-def video_shape(frames) -> tuple[int, int, int]:
-    """(frames, height, width) of a video given as [F,H,W,3] (ComfyUI IMAGE: float 0..1, or uint8)."""
-    shape = tuple(frames.shape)
-    if len(shape) == 3:
-        shape = (1,) + shape
-    if len(shape) != 4 or shape[-1] not in (3, 4):
-        raise EstimatorError(f"The video must be frames [F,H,W,3] (an IMAGE batch), got shape {tuple(frames.shape)}.")
-    if shape[0] < 1 or shape[1] < 8 or shape[2] < 8:
-        raise EstimatorError(f"The video has {shape[0]} frames of {shape[2]}x{shape[1]} pixels; it needs at least "
-                             "one frame of 8x8 pixels or more.")
-    return shape[0], shape[1], shape[2]
-
-
-def frames_uint8(frames, start: int, end: int, device=None) -> torch.Tensor:
-    """Frames start..end-1 as uint8 [n,3,H,W] (RGB; float input 0..1 is rounded, not truncated)."""
-    chunk = torch.as_tensor(frames[start:end] if frames.ndim == 4 else frames[None])
-    chunk = chunk[..., :3]
-    if chunk.dtype != torch.uint8:
-        chunk = (chunk.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
-    return chunk.permute(0, 3, 1, 2).contiguous().to(device)
+def _video(frames):
+    """The video as a 4-D batch (a single image is one frame) and its (frames, height, width), checked
+    by ``image_ops.frame_shape`` (at least 8x8 pixels); a bad shape is an EstimatorError."""
+    try:
+        n, h, w = image_ops.frame_shape(frames, single_ok=True, min_side=8)
+    except ValueError as e:
+        raise EstimatorError(str(e)) from None
+    return (frames[None] if frames.ndim == 3 else frames), n, h, w
 
 
 # ----------------------------------------------------------------------------------------------- camera
@@ -130,16 +116,6 @@ def video_camera(fx: float, fy: float, cx: float, cy: float, width: int, height:
 
 
 # ----------------------------------------------------------------------------------------------- convert
-def _pelvis(rest_pelvis, betas) -> np.ndarray:
-    if rest_pelvis is None:
-        return DEFAULT_REST_PELVIS.copy()
-    if callable(rest_pelvis):
-        rest_pelvis = rest_pelvis(betas)
-    if hasattr(rest_pelvis, "detach"):
-        rest_pelvis = rest_pelvis.detach().cpu().double().numpy()
-    return np.asarray(rest_pelvis, dtype=np.float64).reshape(-1, 3)[0].copy()
-
-
 def motion_from_estimates(estimates: list, fps: float, camera: dict, rest_pelvis=None, model_type: str = "smpl",
                           source: str = "", meta: dict | None = None) -> Motion:
     """Per-frame camera-space estimates (``PersonEstimate`` or None where nobody was found) -> Motion in
@@ -156,7 +132,7 @@ def motion_from_estimates(estimates: list, fps: float, camera: dict, rest_pelvis
     if betas_list:
         size = min(b.size for b in betas_list)
         betas = np.mean([b[:size] for b in betas_list], axis=0)
-    j0 = _pelvis(rest_pelvis, betas)
+    j0 = rest_pelvis_joint(rest_pelvis, betas)
 
     root_q = np.zeros((n, 4))
     body_q = np.zeros((n, 21, 4))
@@ -281,7 +257,7 @@ def estimate_nlf(frames, model, fps: float, *, fov_degrees: float | None = None,
     each chunk."""
     if not fps > 0:
         raise EstimatorError(f"The video's fps must be positive, got {fps}.")
-    n, h, w = video_shape(frames)
+    frames, n, h, w = _video(frames)
     own = not hasattr(model, "detect_smpl_batched")
     device = torch.device(device or "cpu")
     if own:
@@ -296,7 +272,8 @@ def estimate_nlf(frames, model, fps: float, *, fov_degrees: float | None = None,
         with torch.inference_mode():
             for start in range(0, n, batch_size):
                 end = min(n, start + batch_size)
-                out = _detect(model, frames_uint8(frames, start, end, device), K)
+                images = torch.from_numpy(image_ops.uint8_frames(frames, start, end))
+                out = _detect(model, images.permute(0, 3, 1, 2).contiguous().to(device), K)
                 missing = [k for k in NLF_OUTPUT_KEYS if not isinstance(out, dict) or k not in out]
                 if missing:
                     raise EstimatorError(f"The NLF model's output lacks {', '.join(missing)} (expected the dict of "
@@ -349,94 +326,3 @@ def _frame_detections(chunk: dict, joints, i: int) -> dict:
             raise EstimatorError(f"The NLF model gave {len(boxes)} boxes but {len(d[key])} '{key}' entries for one "
                                  "image.")
     return d
-
-
-# ----------------------------------------------------------------------------------------------- GVHMR
-def gvhmr_available() -> bool:
-    """Whether the ``gvhmr`` package can be imported here."""
-    try:
-        return importlib.util.find_spec("gvhmr") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def write_video(frames, path, fps: float) -> Path:
-    """Frames [F,H,W,3] -> an H.264 .mp4 (PyAV, high quality); odd sizes are padded by one edge pixel on
-    the right / bottom (pixel coordinates of the picture are unchanged)."""
-    import av
-
-    n, h, w = video_shape(frames)
-    pw, ph = w + (w % 2), h + (h % 2)
-    path = Path(path)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
-        stream.options = {"crf": "12", "preset": "veryfast"}
-        for start in range(0, n, 32):
-            chunk = frames_uint8(frames, start, min(n, start + 32)).permute(0, 2, 3, 1)
-            if (pw, ph) != (w, h):
-                chunk = torch.nn.functional.pad(chunk.permute(0, 3, 1, 2).float(), (0, pw - w, 0, ph - h),
-                                                mode="replicate").to(torch.uint8).permute(0, 2, 3, 1)
-            for image in chunk.numpy():
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
-def _array(value) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().to("cpu", torch.float64).numpy()
-    return np.asarray(value, dtype=np.float64)
-
-
-def estimate_gvhmr(frames, fps: float, *, fov_degrees: float | None = None, static_camera: bool = True,
-                   device=None, rest_pelvis=None, work_dir=None) -> Motion:
-    """SMPL-X motion of the main person in ``frames`` with GVHMR (the ``gvhmr`` package): the frames go to
-    a temporary .mp4 at ``fps``, ``gvhmr.pipeline("human-motion-recovery")`` recovers the in-camera
-    parameters (GVHMR works at 30 fps; its result is resampled back to ``fps`` and to the video's frame
-    count). ``static_camera`` skips GVHMR's visual odometry. The pipeline is dropped afterwards."""
-    if not gvhmr_available():
-        raise EstimatorUnavailable("GVHMR is not installed: `pip install \"gvhmr[preproc]\"` (non-commercial; "
-                                   "it fetches its own checkpoints and needs your SMPL-X registration, see "
-                                   "`gvhmr auth smpl`), or use NLF (a .torchscript file in models/nlf).")
-    if not fps > 0:
-        raise EstimatorError(f"The video's fps must be positive, got {fps}.")
-    import gvhmr
-
-    n, h, w = video_shape(frames)
-    f_px = focal_from_fov(w, h, float(fov_degrees)) if fov_degrees else None
-    with tempfile.TemporaryDirectory(prefix="mimo_gvhmr_", dir=work_dir) as tmp:
-        video = write_video(frames, os.path.join(tmp, "video.mp4"), fps)
-        pipe = gvhmr.pipeline("human-motion-recovery", device=None if device is None else str(device))
-        try:
-            result = pipe(str(video), static_camera=bool(static_camera), f_px=f_px, progress=False,
-                          output_dir=os.path.join(tmp, "gvhmr"))
-        finally:
-            del pipe
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        params = {k: _array(v) for k, v in result.smpl_params_camera.items()}
-        K = _array(result.intrinsics).reshape(-1, 3, 3)
-        out_fps = float(getattr(result, "fps", GVHMR_FPS) or GVHMR_FPS)
-    length = params["transl"].shape[0]
-    betas = params.get("betas")
-    people = [PersonEstimate(pose=np.concatenate([params["global_orient"][i].ravel(),
-                                                  params["body_pose"][i].ravel()[:63]]),
-                             trans=params["transl"][i], betas=None if betas is None else betas[min(i, len(betas) - 1)])
-              for i in range(length)]
-    k = np.median(K, axis=0)
-    camera = video_camera(k[0, 0], k[1, 1], k[0, 2], k[1, 2], w, h, source="gvhmr")
-    same_frames = length == n  # GVHMR kept the video's frames (its fps was within 1.5 of 30)
-    motion = motion_from_estimates(people, fps if same_frames else out_fps, camera, rest_pelvis, model_type="smplx",
-                                   source="gvhmr", meta={"gvhmr_frames": length, "static_camera": bool(static_camera)})
-    if not same_frames:
-        motion = motion.resample(fps)
-        motion = motion.trim(0, n) if motion.frames > n else _hold(motion, n)
-    return motion
-
-
-def _hold(motion: Motion, frames: int) -> Motion:
-    """The motion extended to ``frames`` by holding its last frame."""
-    index = np.minimum(np.arange(frames), motion.frames - 1)
-    return motion._take(index)

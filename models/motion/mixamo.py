@@ -1,4 +1,6 @@
-"""Mixamo (or any Mixamo-named rig, FBX or BVH) → SMPL-family Motion by world-space retargeting.
+"""Any common rig (Mixamo, CMU, Biped, Poser/DAZ, Unreal/Rigify, SMPL names; FBX or BVH) → SMPL-family
+Motion by world-space retargeting. Which source joint drives which SMPL joint: ``rig_names.assign``; a
+rig whose legs or arms do not map is refused (never a motion with frozen limbs).
 
 For each mapped joint j (source joint s):
     D_t = W_t[s] · W_rest[s]^T          the source bone's world rotation change from its rest pose
@@ -14,8 +16,10 @@ rest bones (it is I for a T-posed source, a swing of the arms for an A-posed one
 Twist about a bone cannot be seen from rest directions: where source and target rests differ by more
 than a swing (a rotation about an axis perpendicular to the bone), A is only approximate.
 
-Before that the source is turned about Y so that its rest hips (else shoulders) line up with the
-target's left-right axis (+X): the motion comes out facing +Z like SMPL. Root translation: the source
+Before that the source is turned upright when its rest pose stands along another axis (a Z-up export:
+the pelvis -> chest direction is snapped to the nearest axis and turned onto +Y by a quarter or half
+turn), then about Y so that its rest hips (else shoulders) line up with the target's left-right axis
+(+X): the motion comes out facing +Z like SMPL. Root translation: the source
 hips path times (target leg length / source leg length), hip→knee→ankle at rest, so steps fit the new
 body. Floor convention: with floor=True the whole clip is shifted vertically so that the lowest
 ankle/foot joint centre over the clip sits at y = 0 (the mesh sole is a few cm lower); with center=True
@@ -28,6 +32,7 @@ import numpy as np
 
 from ..body.skeleton import FINGERS, HAND, SKELETONS, SMPL_BODY
 from . import rotations as rot
+from . import rig_names
 from .motion import Motion
 from .skeletal import SkeletonAnimation
 
@@ -85,8 +90,11 @@ def normalize_name(name: str) -> str:
     return re.sub(r"^mixamorig\d*_", "", name, flags=re.IGNORECASE)
 
 
-def joint_map(source_names, target_names) -> dict[int, int]:
-    """{target joint index: source joint index} for every Mixamo bone found (case-insensitive)."""
+def joint_map(source_names, target_names, source_parents=None) -> dict[int, int]:
+    """{target joint index: source joint index}. With the rig's parents: every known convention
+    (``rig_names.assign``); without: Mixamo names only (case-insensitive)."""
+    if source_parents is not None:
+        return rig_names.indices(rig_names.assign(source_names, source_parents), target_names)
     table = {k.lower(): v for k, v in MIXAMO_TO_SMPL.items()}
     target = {n: i for i, n in enumerate(target_names)}
     out = {}
@@ -131,6 +139,36 @@ def _rest_offsets(mapping, parents, target_rest, source_rest) -> np.ndarray:
     return a
 
 
+def _upright(mapping, names, source_rest) -> np.ndarray:
+    """Quarter/half turn taking the rest pose's up axis (pelvis -> chest, else ankles -> pelvis, snapped
+    to the nearest coordinate axis) onto +Y; identity for Y-up rigs."""
+    index = {n: i for i, n in enumerate(names)}
+    pelvis = mapping.get(index.get("pelvis"))
+    if pelvis is None:
+        return np.eye(3)
+    up = None
+    for key in ("spine3", "neck", "head", "spine2", "spine1"):
+        j = mapping.get(index.get(key))
+        if j is not None:
+            up = source_rest[j] - source_rest[pelvis]
+            break
+    if up is None:
+        ankles = [mapping[index[k]] for k in ("left_ankle", "right_ankle") if index.get(k) in mapping]
+        if not ankles:
+            return np.eye(3)
+        up = source_rest[pelvis] - source_rest[ankles].mean(0)
+    if np.linalg.norm(up) < 1e-9:
+        return np.eye(3)
+    axis = np.zeros(3)
+    k = int(np.argmax(np.abs(up)))
+    axis[k] = np.sign(up[k])
+    if axis[1] > 0:
+        return np.eye(3)
+    if axis[1] < 0:
+        return rot.axis_rotation("x", np.pi)
+    return rot.rotation_between(axis, np.array([0.0, 1.0, 0.0]))
+
+
 def _heading(mapping, names, target_rest, source_rest) -> np.ndarray:
     """Rotation about Y taking the source's rest left-right axis onto the target's."""
     index = {n: i for i, n in enumerate(names)}
@@ -169,18 +207,20 @@ def retarget(anim: SkeletonAnimation, target_rest_joints, target_parents, target
     names = tuple(target_names)
     if target_rest.shape != (n, 3):
         raise ValueError(f"target_rest_joints must be [{n},3] to match the parents, got {target_rest.shape}.")
-    mapping = joint_map(anim.names, names)
-    if 0 not in mapping:
-        raise ValueError(f"{anim.source or 'The animation'} has no Mixamo 'Hips' joint, so it cannot be retargeted "
-                         f"(joints found: {', '.join(anim.names[:12])}{' ...' if len(anim.names) > 12 else ''}). "
-                         "Use a Mixamo-rigged FBX/BVH (bone names like mixamorig:Hips, mixamorig:LeftUpLeg).")
+    found = rig_names.assign(anim.names, anim.parents)
+    why = rig_names.refusal(anim.source, anim.names, found)
+    if why:
+        raise ValueError(why)
+    mapping = rig_names.indices(found, names)
     missing = [names[j] for j in range(min(n, 22)) if j not in mapping]
     if missing:
         log.info("Retargeting %s: no source joint for %s (kept at rest).", anim.source, ", ".join(missing))
+    log.debug("Retargeting %s: %s", anim.source, rig_names.mapped_summary(found, anim.names))
 
     w_src, p_src = anim.world()
     w_rest, p_rest = anim.rest_world()
-    turn = _heading(mapping, names, target_rest, p_rest)
+    up = _upright(mapping, names, p_rest)
+    turn = _heading(mapping, names, target_rest, p_rest @ up.T) @ up
     w_src, p_src = turn @ w_src, p_src @ turn.T
     w_rest, p_rest = turn @ w_rest, p_rest @ turn.T
 

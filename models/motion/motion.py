@@ -11,6 +11,7 @@ import torch
 
 from ..body.params import PoseParams
 from . import rotations as rot
+from .checks import check_betas, check_finite, check_fps
 
 
 @dataclass
@@ -40,9 +41,10 @@ class Motion:
                 raise ValueError(f"Motion.{name} has shape {value.shape}, expected {shape}.")
         if n < 1:
             raise ValueError("A motion needs at least one frame.")
-        if not (self.fps > 0):
-            raise ValueError(f"Motion fps must be positive, got {self.fps}.")
-        self.fps = float(self.fps)
+        self.fps = check_fps(self.fps, self.source)
+        check_finite(self.source, root_orient=self.root_orient, body_pose=self.body_pose, trans=self.trans,
+                     left_hand=self.left_hand, right_hand=self.right_hand)
+        self.betas = check_betas(self.betas, self.source, n)
 
     @property
     def frames(self) -> int:

@@ -3,11 +3,16 @@
 Frame: Y up, metres where the source says so (FBX; BVH is unitless, see bvh.py). Joints are in
 topological order (parents[j] < j, roots -1). Local transforms compose as
 world[j] = world[parent] · (T(translation[j]) · R(rotation[j])), so a joint's world rotation is the
-product of the local rotations down its chain."""
+product of the local rotations down its chain. A frame rate within 1e-4 (relative) of a common one is
+snapped to it (``placement.snap_fps``)."""
 
 from dataclasses import dataclass
 
 import numpy as np
+
+from .checks import MotionError, check_finite, check_fps
+
+from .placement import snap_fps
 
 
 @dataclass
@@ -31,8 +36,11 @@ class SkeletonAnimation:
         if self.rotations.shape != (f, j, 3, 3) or self.translations.shape != (f, j, 3):
             raise ValueError(f"SkeletonAnimation: expected rotations [F,{j},3,3] and translations [F,{j},3], got "
                              f"{self.rotations.shape} and {self.translations.shape}.")
-        if not (self.fps > 0):
-            raise ValueError(f"SkeletonAnimation: fps must be positive, got {self.fps}.")
+        self.fps = snap_fps(check_fps(self.fps, self.source))
+        check_finite(self.source, rotations=self.rotations, translations=self.translations)
+        if not (np.isfinite(self.rest_rotations).all() and np.isfinite(self.rest_translations).all()):
+            raise MotionError(f"{self.source or 'the animation'}: the rest pose (joint offsets / rest rotations) "
+                              "holds NaN or infinite values; re-export the file.")  # 1 / 0.0333333 -> 30
 
     @property
     def frames(self) -> int:

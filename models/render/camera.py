@@ -111,6 +111,21 @@ def fit_distance(points: torch.Tensor, R: torch.Tensor, focal: tuple[float, floa
     return float(need.max())
 
 
+def _framing_focal(height: int, fov_deg: float, focal: float | None, margin: float) -> float:
+    """The focal length in pixels of an automatic framing (``focal``, else from the vertical
+    ``fov_deg``), after checking the framing's arguments."""
+    if not 0.0 <= margin < 0.5:
+        raise ValueError(f"margin must be in [0, 0.5), got {margin}")
+    if focal is None:
+        if not 0.0 < fov_deg < 180.0:
+            raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg}")
+        focal = (height / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
+    focal = float(focal)
+    if focal <= 0:
+        raise ValueError(f"focal must be positive, got {focal}")
+    return focal
+
+
 def auto_camera(vertices: torch.Tensor, width: int, height: int, fov_deg: float = 45.0, yaw_deg: float = 0.0,
                 elevation_deg: float = 0.0, distance: float | None = None, focal: float | None = None,
                 margin: float = DEFAULT_MARGIN) -> Camera:
@@ -125,15 +140,7 @@ def auto_camera(vertices: torch.Tensor, width: int, height: int, fov_deg: float 
     pts = vertices.detach().reshape(-1, 3).to(torch.float64).cpu()
     if pts.numel() == 0:
         raise ValueError("auto_camera needs at least one vertex")
-    if not 0.0 <= margin < 0.5:
-        raise ValueError(f"margin must be in [0, 0.5), got {margin}")
-    if focal is None:
-        if not 0.0 < fov_deg < 180.0:
-            raise ValueError(f"fov_deg must be in (0, 180), got {fov_deg}")
-        focal = (height / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
-    focal = float(focal)
-    if focal <= 0:
-        raise ValueError(f"focal must be positive, got {focal}")
+    focal = _framing_focal(height, fov_deg, focal, margin)
     target = (pts.min(0).values + pts.max(0).values) / 2.0
     direction = orbit_direction(yaw_deg, elevation_deg)
     R = look_at_rotation(target + direction, target)
@@ -141,6 +148,52 @@ def auto_camera(vertices: torch.Tensor, width: int, height: int, fov_deg: float 
         distance = fit_distance(pts - target, R, (focal, focal), width, height, margin * min(width, height), 1e-3)
     eye = target + float(distance) * direction
     t = -(R @ eye)
+    return Camera(fx=focal, fy=focal, cx=width / 2.0, cy=height / 2.0, R=R.float(), t=t.float(),
+                  width=int(width), height=int(height))
+
+
+def smooth_path(path: torch.Tensor, sigma_frames: float) -> torch.Tensor:
+    """[F,C] path smoothed along frames by a Gaussian of ``sigma_frames`` (edges held)."""
+    path = path.to(torch.float64)
+    if sigma_frames <= 0 or path.shape[0] < 2:
+        return path
+    radius = max(1, int(math.ceil(3 * sigma_frames)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (x / sigma_frames) ** 2)
+    kernel = (kernel / kernel.sum()).to(path.device)
+    padded = torch.nn.functional.pad(path.T[None], (radius, radius), mode="replicate")
+    return torch.nn.functional.conv1d(padded, kernel.expand(path.shape[1], 1, -1), groups=path.shape[1])[0].T
+
+
+def follow_camera(vertices: torch.Tensor, pelvis: torch.Tensor, width: int, height: int, fov_deg: float = 45.0,
+                  yaw_deg: float = 0.0, elevation_deg: float = 0.0, distance: float | None = None,
+                  focal: float | None = None, margin: float = DEFAULT_MARGIN,
+                  smooth_frames: float = 6.0) -> Camera:
+    """A camera that travels with the body: the view direction, focal length (``fov_deg`` or ``focal``)
+    and distance stay fixed, and the look-at point follows the pelvis horizontally (world x, z of
+    ``pelvis`` [F,3], smoothed over frames by a Gaussian of ``smooth_frames``), at the motion's
+    bounding-box height. So the pelvis stays (nearly) centred left-right and the figure keeps one size;
+    by default the distance is the smallest that keeps every vertex of every frame inside the image
+    with ``margin`` (as ``auto_camera``, but relative to each frame's look-at point)."""
+    verts = vertices.detach().to(torch.float64).cpu()
+    if verts.dim() == 2:
+        verts = verts[None]
+    pelvis = torch.as_tensor(pelvis).detach().to(torch.float64).cpu().reshape(-1, 3)
+    frames = verts.shape[0]
+    if pelvis.shape[0] != frames:
+        raise ValueError(f"follow camera: {pelvis.shape[0]} pelvis positions for {frames} frames")
+    focal = _framing_focal(height, fov_deg, focal, margin)
+    flat = verts.reshape(-1, 3)
+    centre_y = float((flat[:, 1].min() + flat[:, 1].max()) / 2.0)
+    path = smooth_path(pelvis[:, [0, 2]], float(smooth_frames))
+    target = torch.stack([path[:, 0], torch.full((frames,), centre_y, dtype=torch.float64), path[:, 1]], -1)
+    direction = orbit_direction(yaw_deg, elevation_deg)
+    R = look_at_rotation(direction, torch.zeros(3, dtype=torch.float64))
+    if distance is None:
+        distance = fit_distance((verts - target[:, None]).reshape(-1, 3), R, (focal, focal), width, height,
+                                margin * min(width, height), 1e-3)
+    eye = target + float(distance) * direction
+    t = -(eye @ R.T)
     return Camera(fx=focal, fy=focal, cx=width / 2.0, cy=height / 2.0, R=R.float(), t=t.float(),
                   width=int(width), height=int(height))
 

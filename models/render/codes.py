@@ -8,10 +8,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..errors import MIMOInputError
+
 CODES_KEY = "codes"
 
 
-class MotionCodeError(ValueError):
+class MotionCodeError(MIMOInputError):
     """A motion-code file that cannot be used with this body; the message says why."""
 
 

@@ -1,6 +1,7 @@
 """Per-vertex colour palettes: the official ``sdc_info.npy`` (read without running pickled code)
 and a documented default for users who do not have it."""
 
+import math
 import pickle
 from pathlib import Path
 
@@ -8,10 +9,12 @@ import numpy as np
 import torch
 from numpy.lib import format as npy_format
 
+from ..errors import MIMOInputError
+
 SMPL_VERTICES = 6890
 
 
-class PaletteError(ValueError):
+class PaletteError(MIMOInputError):
     """A palette file that cannot be used; the message says why."""
 
 
@@ -63,8 +66,9 @@ def read_npy(path: str | Path):
                 shape, fortran, dtype = npy_format.read_array_header_2_0(fp)
             else:
                 raise ValueError(f"unsupported .npy version {version}")
-        except ValueError as e:
-            raise PaletteError(f"{path.name} is not a valid .npy file: {e}") from e
+        except Exception as e:  # bad magic, or a header that does not parse (ValueError, SyntaxError, ...)
+            raise PaletteError(f"{path.name} is not a valid .npy file (expected numpy's .npy format, as "
+                               f"np.save writes it): {type(e).__name__}: {e}") from e
         if dtype.hasobject:
             try:
                 array = _ArrayUnpickler(fp).load()
@@ -73,10 +77,12 @@ def read_npy(path: str | Path):
             if not isinstance(array, np.ndarray):
                 raise PaletteError(f"{path.name}: pickled content is not an array")
             return array
-        count = int(np.prod(shape))
+        count = math.prod(shape)
+        left = path.stat().st_size - fp.tell()
+        if count * dtype.itemsize > left or dtype.itemsize == 0:
+            raise PaletteError(f"{path.name} is truncated or damaged: its header declares {shape} {dtype} "
+                               f"({count * dtype.itemsize} bytes), the file holds {left} bytes of data")
         data = np.frombuffer(fp.read(count * dtype.itemsize), dtype=dtype)
-        if data.size != count:
-            raise PaletteError(f"{path.name} is truncated")
         return data.reshape(shape, order="F" if fortran else "C")
 
 

@@ -315,14 +315,16 @@ def _as_features(features, device):
 
 def rasterize(vertices: torch.Tensor, faces: torch.Tensor, features: torch.Tensor, camera: Camera,
               backend: str = "auto", drop_vertices=None, cull_backfaces: bool = False,
-              frame_chunk: int | None = None, chunk_candidates: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              frame_chunk: int | None = None, chunk_candidates: int | None = None,
+              progress=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Render per-vertex ``features`` ([V,C] or [F,V,C]: colours in 0..1 or raw motion codes) of
     the mesh ``vertices`` [F,V,3] (world) / ``faces`` [T,3] seen by ``camera``.
 
     Returns (image [F,H,W,C] float, mask [F,H,W] bool); the background is zero. ``drop_vertices``
     removes every face touching those vertices (the official renderer drops untracked hands).
     ``cull_backfaces`` skips faces whose vertices run clockwise as the camera sees them (pyrender
-    culls those). ``frame_chunk`` frames are rasterized at a time (default: 2 on CPU, 16 on GPU).
+    culls those). ``frame_chunk`` frames are rasterized at a time (default: 2 on CPU, 16 on GPU);
+    ``progress(done, total)`` after each chunk (a cancel point in ComfyUI).
     """
     vertices, faces = _check_inputs(vertices, faces, camera)
     features = _as_features(features, vertices.device)
@@ -341,6 +343,8 @@ def rasterize(vertices: torch.Tensor, faces: torch.Tensor, features: torch.Tenso
         feat = features[s:e] if features.dim() == 3 and features.shape[0] > 1 else features
         images[s:e].view(-1, C)[pix] = _interpolate_sparse(feat, faces, pix, face, bary, H * W)
         masks[s:e].view(-1)[pix] = True
+        if progress is not None:
+            progress(e, F)
     return images, masks
 
 

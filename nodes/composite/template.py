@@ -20,75 +20,48 @@ from ...models.composite import paste as compositing
 from ...models import image_ops
 from ...models.composite import roi
 from ...models.composite.template import find_templates, is_template, load_template, write_template
+from .. import folders
 from ..runtime import progress_callback
 from ..types import CATEGORY_COMPOSITE, MIMORoi
 
 log = logging.getLogger("MIMO")
 
 TEMPLATES_DIR = "mimo_templates"
-OUTPUT_TAG = " [output]"
+OUTPUT_TAG = folders.OUTPUT_TAG
 
 
 # ----------------------------------------------------------------------------- helpers
 
 def template_options() -> list[str]:
     """Template folders in ComfyUI's input folder, then the ones saved in output/mimo_templates."""
-    names = find_templates(folder_paths.get_input_directory())
+    root = folder_paths.get_input_directory()
+    names = [n for n in find_templates(root) if folders.is_inside(os.path.join(root, n), folders.INPUT)]
     saved = os.path.join(folder_paths.get_output_directory(), TEMPLATES_DIR)
     if os.path.isdir(saved):
-        names += [f"{TEMPLATES_DIR}/{n}{OUTPUT_TAG}" for n in find_templates(saved)]
+        names += [f"{TEMPLATES_DIR}/{n}{OUTPUT_TAG}" for n in find_templates(saved)
+                  if folders.is_inside(os.path.join(saved, n), folders.OUTPUT)]
     return names
 
 
-def _template_path(name: str) -> str:
-    plain = name.removesuffix(OUTPUT_TAG)
-    if not plain or os.path.isabs(plain) or ".." in plain.replace("\\", "/").split("/"):
-        raise ValueError(f"'{name}': templates are read from ComfyUI's input folder only (a relative folder, no '..').")
-    return folder_paths.get_annotated_filepath(name)
+def template_folder(name: str) -> str:
+    """The template folder ``name`` (from input/, or output/ with the ' [output]' tag), confined to
+    that folder by the pack's one resolver."""
+    kind, plain = folders.split_annotation(name)
+    return folders.resolve_folder(kind, plain, "MIMO template")
 
 
 def _check_template(name: str):
-    where = f"ComfyUI's input folder ({folder_paths.get_input_directory()})"
-    if name and name.endswith(OUTPUT_TAG):
-        where = f"ComfyUI's output folder ({folder_paths.get_output_directory()})"
     if not name:
         return (f"No MIMO template chosen: copy a template folder (vid.mp4, sdc.mp4, bk.mp4, config.json) into "
-                f"{where}, e.g. input/{TEMPLATES_DIR}/<name>/, and press R to refresh.")
+                f"{folders.describe(folders.INPUT)}, e.g. input/{TEMPLATES_DIR}/<name>/, and press R to refresh.")
     try:
-        path = _template_path(name)
-    except ValueError as e:
+        path = template_folder(name)
+    except (folders.FolderError, FileNotFoundError) as e:
         return str(e)
-    if not os.path.isdir(path):
-        return f"MIMO template folder '{name}' was not found in {where}. Copy it there and press R to refresh."
     if not is_template(path):
         return (f"'{name}' ({path}) is not a MIMO template: it needs config.json and the videos vid.mp4, sdc.mp4, "
                 "bk.mp4 (optional occ.mp4, mask.mp4).")
     return True
-
-
-def _to_tensor(frames: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255.0)
-
-
-def _uint8(images: torch.Tensor, chunk: int = 16) -> np.ndarray:
-    """IMAGE [F,H,W,C] / MASK [F,H,W] -> uint8 (RGB for images), a few frames at a time (long videos)."""
-    if images.ndim == 4:
-        images = images[..., :3]
-    return np.concatenate([image_ops.to_uint8(images[i:i + chunk]) for i in range(0, images.shape[0], chunk)])
-
-
-def _frames_of(name: str, images: torch.Tensor, count: int, allow_single: bool = True) -> None:
-    n = images.shape[0]
-    if n != count and not (allow_single and n == 1):
-        single = " (or 1 for a still)" if allow_single else ""
-        raise ValueError(f"'{name}' has {n} frames but {count}{single} are needed: connect frames of the same clip.")
-
-
-def _size_of(name: str, images: torch.Tensor, width: int, height: int, what: str) -> None:
-    h, w = images.shape[1:3]
-    if (w, h) != (width, height):
-        raise ValueError(f"'{name}' is {w}x{h} but {what} is {width}x{height}: connect full frames of the same video "
-                         "(resize them to that size if they come from elsewhere).")
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -139,7 +112,7 @@ class MIMOLoadTemplate(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, template, **kwargs):
         try:
-            path = _template_path(template)
+            path = template_folder(template)
             return tuple(sorted((f, os.path.getmtime(os.path.join(path, f))) for f in os.listdir(path)))
         except (OSError, ValueError):
             return float("nan")
@@ -149,14 +122,14 @@ class MIMOLoadTemplate(io.ComfyNode):
         check = _check_template(template)
         if check is not True:
             raise FileNotFoundError(check)
-        t = load_template(_template_path(template), target_fps=fps or None, max_frames=max_frames or None,
-                          use_time_crop=time_crop)
+        t = load_template(template_folder(template), target_fps=fps or None, max_frames=max_frames or None,
+                          use_time_crop=time_crop, progress=progress_callback("reading the template"))
         n, h, w = t.motion.shape[:3]
         zeros = torch.zeros(n, h, w)
-        occlusion = _to_tensor(t.occlusion) if t.occlusion is not None else zeros
-        mask = _to_tensor(t.mask) if t.mask is not None else zeros.clone()
-        return io.NodeOutput(_to_tensor(t.video), _to_tensor(t.motion), _to_tensor(t.scene), occlusion, float(t.fps),
-                             int(n), mask)
+        occlusion = image_ops.to_image(t.occlusion) if t.occlusion is not None else zeros
+        mask = image_ops.to_image(t.mask) if t.mask is not None else zeros.clone()
+        return io.NodeOutput(image_ops.to_image(t.video), image_ops.to_image(t.motion), image_ops.to_image(t.scene),
+                             occlusion, float(t.fps), int(n), mask)
 
 
 class MIMOSaveTemplate(io.ComfyNode):
@@ -196,21 +169,21 @@ class MIMOSaveTemplate(io.ComfyNode):
                 human_mask=None) -> io.NodeOutput:
         n = motion.shape[0]
         h, w = motion.shape[1:3]
-        _frames_of("video", video, n, allow_single=False)
-        _frames_of("scene", scene, n)
+        image_ops.check_count(video, n, "video", single_ok=False)
+        image_ops.check_count(scene, n, "scene")
         for label, images in (("video", video), ("scene", scene)):
-            _size_of(label, images, w, h, "the motion")
+            image_ops.check_size(images, w, h, label, "the motion")
         masks = {}
         for label, m in (("occlusion", occlusion), ("human_mask", human_mask)):
             if m is None:
                 continue
-            m = m if m.ndim == 3 else m[None]
-            _frames_of(label, m, n)
-            _size_of(label, m, w, h, "the motion")
-            u8 = _uint8(m)
+            image_ops.check_count(m, n, label)
+            image_ops.check_size(m, w, h, label, "the motion")
+            u8 = image_ops.uint8_frames(m)
             masks[label] = np.repeat(u8, n, axis=0) if u8.shape[0] == 1 and n > 1 else u8
         folder = cls._folder(name, overwrite)
-        write_template(folder, _uint8(video), _uint8(motion), _uint8(scene), fps, occlusion=masks.get("occlusion"),
+        write_template(folder, image_ops.uint8_frames(video), image_ops.uint8_frames(motion),
+                       image_ops.uint8_frames(scene), fps, occlusion=masks.get("occlusion"),
                        mask=masks.get("human_mask"), crf=crf)
         out_root = folder_paths.get_output_directory()
         subfolder = os.path.relpath(folder, out_root).replace(os.sep, "/")
@@ -220,19 +193,20 @@ class MIMOSaveTemplate(io.ComfyNode):
 
     @classmethod
     def _folder(cls, name: str, overwrite: bool) -> str:
-        clean = name.strip().replace("\\", "/").strip("/")
-        parts = clean.split("/") if clean else []
-        if not parts or any(p in ("", ".", "..") for p in parts) or os.path.isabs(name.strip()):
+        clean = name.strip().replace("\\", "/")
+        parts = clean.strip("/").split("/") if clean.strip("/") else []
+        if not parts or any(p in ("", ".") for p in parts):
             raise ValueError(f"Template name {name!r} is not usable: give a plain folder name such as 'dance_01' "
-                             "(subfolders with '/', no '..').")
-        root = os.path.join(folder_paths.get_output_directory(), TEMPLATES_DIR)
-        base = os.path.join(root, *parts)
+                             "(subfolders with '/').")
+        # absolute paths, '..' and links out of output/ are refused by the one resolver
+        folders.relative(clean, folders.OUTPUT, "Template folder")
+        base = folders.writable(folders.OUTPUT, f"{TEMPLATES_DIR}/{clean}", "Template folder")
         if overwrite or not os.path.exists(base):
             return base
         counter = 1
         while os.path.exists(f"{base}_{counter:05d}"):
             counter += 1
-        return f"{base}_{counter:05d}"
+        return folders.writable(folders.OUTPUT, f"{TEMPLATES_DIR}/{'/'.join(parts)}_{counter:05d}", "Template folder")
 
 
 class MIMOPlanROI(io.ComfyNode):
@@ -273,16 +247,15 @@ class MIMOPlanROI(io.ComfyNode):
             raise ValueError(f"Working size {width}x{height} must be multiples of 8 (MIMO uses 784x784).")
         n = motion.shape[0]
         h, w = motion.shape[1:3]
-        _frames_of("scene", scene, n)
-        _size_of("scene", scene, w, h, "the motion")
-        motion_u8 = _uint8(motion)
-        plan = roi.plan_clips(motion_u8)
-        plan.work_width, plan.work_height = width, height
+        image_ops.check_count(scene, n, "scene")
+        image_ops.check_size(scene, w, h, "scene", "the motion")
+        motion_u8 = image_ops.uint8_frames(motion)
+        plan = roi.plan_clips(motion_u8, work_size=(width, height))
         log.info("MIMO ROI plan: %s", plan.describe())
         motion_crops = roi.crop(plan, motion_u8, roi.BLACK, width, height).frames
         del motion_u8
-        scene_crops = roi.crop(plan, _uint8(scene), roi.WHITE, width, height).frames
-        return io.NodeOutput(_to_tensor(motion_crops), _to_tensor(scene_crops), plan, plan.crops)
+        scene_crops = roi.crop(plan, image_ops.uint8_frames(scene), roi.WHITE, width, height).frames
+        return io.NodeOutput(image_ops.to_image(motion_crops), image_ops.to_image(scene_crops), plan, plan.crops)
 
 
 class MIMOComposite(io.ComfyNode):
@@ -323,24 +296,23 @@ class MIMOComposite(io.ComfyNode):
             raise ValueError(f"'generated' has {generated.shape[0]} frames but the ROI plan has {plan.crops} crops "
                              f"({len(plan.contexts)} clips over {plan.frames} frames): connect the decoded output "
                              "of the MIMO Sampler that took this MIMO Plan ROI's motion.")
-        _frames_of("scene", scene, plan.frames)
-        _size_of("scene", scene, plan.width, plan.height, "the ROI plan's frame size")
+        image_ops.check_count(scene, plan.frames, "scene")
+        image_ops.check_size(scene, plan.width, plan.height, "scene", "the ROI plan's frame size")
         occ = None
         if occlusion is not None:
-            occlusion = occlusion if occlusion.ndim == 3 else occlusion[None]
-            _frames_of("occlusion", occlusion, plan.frames)
-            _size_of("occlusion", occlusion, plan.width, plan.height, "the ROI plan's frame size")
+            image_ops.check_count(occlusion, plan.frames, "occlusion")
+            image_ops.check_size(occlusion, plan.width, plan.height, "occlusion", "the ROI plan's frame size")
             if video is None:
                 raise ValueError("'occlusion' is connected but 'video' is not: the occluders' pixels come from the "
                                  "original video; connect it (e.g. MIMO Load Template's video).")
-            occ = lambda i: image_ops.to_uint8(occlusion[i if occlusion.shape[0] > 1 else 0])
+            occ = lambda i: image_ops.uint8_frame(occlusion, i)
         vid = None
         if video is not None:
-            _frames_of("video", video, plan.frames, allow_single=False)
-            _size_of("video", video, plan.width, plan.height, "the ROI plan's frame size")
-            vid = lambda i: image_ops.to_uint8(video[i, ..., :3])
-        sc = lambda i: image_ops.to_uint8(scene[i if scene.shape[0] > 1 else 0, ..., :3])
+            image_ops.check_count(video, plan.frames, "video", single_ok=False)
+            image_ops.check_size(video, plan.width, plan.height, "video", "the ROI plan's frame size")
+            vid = lambda i: image_ops.uint8_frame(video, i)
+        sc = lambda i: image_ops.uint8_frame(scene, i)
         gen = lambda j: generated[j, ..., :3].detach().to("cpu", torch.float32).numpy()
         frames = compositing.composite(gen, plan, sc, vid if occ is not None else None, occ, feather=feather,
                                        progress=progress_callback())
-        return io.NodeOutput(_to_tensor(frames))
+        return io.NodeOutput(image_ops.to_image(frames))

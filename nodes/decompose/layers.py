@@ -2,23 +2,22 @@
 scene behind it and the objects in front (MIMO's driving-video decomposition)."""
 
 import logging
-import os
 
 import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
+from ...models import image_ops
 from ...models.decompose import inpaint as inpaint_lib
 from ...models.decompose import occlusion as occ_lib
-from ..folders import NONE, file_options, resolve
-from ..runtime import model_step, progress_callback, video_frames
+from ...models.decompose import sam2_masks
+from ...models.decompose import sam2_build
+from ..folders import DEPTH_KEY, NONE, PROPAINTER_KEY, SAM2_KEY, file_options, model_folder, resolve
+from ..runtime import cancellable, check_decomposition, model_step, progress_callback
 from ..types import CATEGORY_DECOMPOSE
 
 log = logging.getLogger("MIMO")
 
-SAM2_KEY = "sam2"
-DEPTH_KEY = "depthanything"
-PROPAINTER_FOLDER = "propainter"
 
 TRACK_SAM2 = "SAM 2, both ways (official)"
 TRACK_STATIC = "static (no tracking)"
@@ -31,19 +30,6 @@ OUT_HARD = "hard"
 OUT_SOFT = "soft (feathered)"
 OUTPUTS = [OUT_HARD, OUT_SOFT]
 OCC_NONE = "none (skip)"
-
-
-def _propainter_dir() -> str:
-    import folder_paths
-
-    try:
-        paths = folder_paths.get_folder_paths(PROPAINTER_FOLDER)
-    except KeyError:
-        paths = []
-    for p in [*paths, os.path.join(folder_paths.models_dir, PROPAINTER_FOLDER)]:
-        if os.path.isdir(p):
-            return p
-    return os.path.join(folder_paths.models_dir, PROPAINTER_FOLDER)
 
 
 def _inpaint_inputs() -> list:
@@ -112,37 +98,23 @@ def _occluders(frames, human, depth, *, sam2_path, tracking, candidates, output,
         report = progress_callback("tracking occluders")
 
         def track(x, masks_at):
-            with model_step(sam2_path) as device:
+            with model_step(sam2_path, "tracking occluders") as device:
                 return track_objects(x, sam2_path, masks_at, True, device=device, progress=report)
 
     keys = occ_lib.search_frames(human, rules, track)
     found = "depth"
     if candidates == CAND_SAM2:
         report = progress_callback("SAM 2 automatic masks")
-        with model_step(sam2_path) as device, occ_lib.sam2_proposer(sam2_path, device=device) as propose:
+        maps = image_ops.as_maps(depth, frames, "depth")
+        with (model_step(sam2_path, "SAM 2 automatic masks") as device,
+              sam2_masks.sam2_proposer(sam2_path, device=device) as propose):
             found = {}
             for j, i in enumerate(keys):
-                found[i] = propose(frames[i].numpy(), _depth_map(depth, i), (human[i] > 0.5).numpy())
+                found[i] = propose(frames[i].numpy(), maps[i].numpy(), (human[i] > 0.5).numpy())
                 report(j + 1, len(keys))
     return occ_lib.occluder_masks(frames, human, depth, keyframes=keys, candidates=found, track=track,
                                   soft=output == OUT_SOFT, feather=feather, rules=rules, body_masks=body,
                                   progress=progress_callback("occluders"))
-
-
-def _depth_map(depth: torch.Tensor, i: int):
-    d = depth[min(i, len(depth) - 1)]
-    return (d[..., 0] if d.ndim == 3 else d).float().cpu().numpy()
-
-
-def _check_same_clip(frames: torch.Tensor, other: torch.Tensor, what: str) -> None:
-    if other.shape[0] not in (1, frames.shape[0]):
-        raise ValueError(f"'{what}' has {other.shape[0]} frames but the video has {frames.shape[0]}: connect the "
-                         "output of the same clip (same frame count).")
-
-
-def _depth_image(depth: torch.Tensor) -> torch.Tensor:
-    """[F,H,W] -> a grey IMAGE [F,H,W,3]."""
-    return depth.float().clamp(0, 1)[..., None].expand(*depth.shape, 3).contiguous()
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -190,17 +162,16 @@ class MIMOOcclusionLayer(io.ComfyNode):
     @classmethod
     def execute(cls, video, human_mask, depth, sam2_model, tracking, candidates, output, feather, nearer_ratio,
                 min_pixels_small, min_pixels_large, max_keyframes, keyframe_gap, body_mask=None) -> io.NodeOutput:
-        frames = video_frames(video)
-        _check_same_clip(frames, human_mask, "human_mask")
-        _check_same_clip(frames, depth, "depth")
+        frames = image_ops.as_frames(video, "input 'video'")
         needs_sam2 = tracking == TRACK_SAM2 or candidates == CAND_SAM2
+        check_decomposition(frames, "MIMO Occlusion Layer", track=False, occluders=True, sam2=tracking == TRACK_SAM2)
         if needs_sam2 and (not sam2_model or sam2_model == NONE):
             raise ValueError(f"tracking '{tracking}' / candidates '{candidates}' need a SAM 2 model: choose one in "
                              f"'sam2_model' (files in models/sam2), or use tracking '{TRACK_STATIC}' or "
                              f"'{TRACK_PER_FRAME}' with candidates '{CAND_DEPTH}' (no model).")
-        sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2") if needs_sam2 else None
+        sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2 model", sam2_build.sam2_files_hint()) if needs_sam2 else None
         rules = _rules(nearer_ratio, min_pixels_small, min_pixels_large, max_keyframes, keyframe_gap)
-        human = occ_lib._per_frame(human_mask, frames, "human mask")
+        human = image_ops.as_masks(human_mask, frames, "human mask")
         occ = _occluders(frames, human, depth, sam2_path=sam2_path, tracking=tracking, candidates=candidates,
                          output=output, feather=feather, rules=rules, body=body_mask)
         return io.NodeOutput(occ.float().to(mm.intermediate_device()))
@@ -239,11 +210,12 @@ class MIMOInpaintScene(io.ComfyNode):
     def execute(cls, video=None, masks=None, method="auto", dilate=4, window=0, scene=None) -> io.NodeOutput:
         if scene is not None:
             return io.NodeOutput(scene)
-        frames = video_frames(video)
-        _check_same_clip(frames, masks, "masks")
-        out = inpaint_lib.inpaint_scene(frames, masks, method=method, dilate=dilate, window=window,
-                                        propainter_weights=_propainter_dir(), device=mm.get_torch_device(),
-                                        progress=progress_callback("inpainting"))
+        frames = image_ops.as_frames(video, "input 'video'")
+        check_decomposition(frames, "MIMO Inpaint Scene", track=False, scene=True)
+        with cancellable():
+            out = inpaint_lib.inpaint_scene(frames, masks, method=method, dilate=dilate, window=window,
+                                            propainter_weights=model_folder(PROPAINTER_KEY),
+                                            device=mm.get_torch_device(), progress=progress_callback("inpainting"))
         mm.soft_empty_cache()
         return io.NodeOutput(out.to(mm.intermediate_device()))
 
@@ -291,23 +263,25 @@ class MIMODecomposeVideo(io.ComfyNode):
     @classmethod
     def execute(cls, video, sam2_model, depth_model, depth_size, occluders, output, feather, method, dilate, window,
                 first_frame_mask=None) -> io.NodeOutput:
-        from ...models.decompose.depth import estimate_depth
+        from ...models.decompose.depth import depth_files_hint, estimate_depth
         from ...models.decompose.track import track_human
 
-        frames = video_frames(video)
+        frames = image_ops.as_frames(video, "input 'video'")
         n, h, w = frames.shape[:3]
-        sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2")
         want_occ = occluders != OCC_NONE
-        depth_path = resolve(DEPTH_KEY, depth_model, "Depth Anything V2") if want_occ else None
+        check_decomposition(frames, "MIMO Decompose Video", track=True, depth=want_occ, occluders=want_occ, scene=True)
+        sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2 model", sam2_build.sam2_files_hint())
+        depth_path = (resolve(DEPTH_KEY, depth_model, "Depth Anything V2 model", depth_files_hint()) if want_occ
+                      else None)
 
-        with model_step(sam2_path) as device:
+        with model_step(sam2_path, "tracking the person") as device:
             human = track_human(frames, sam2_path, mask=first_frame_mask, device=device,
                                 progress=progress_callback("tracking the person"))
         if not bool((human > 0.5).any()):
             log.warning("MIMO Decompose Video: the person was not found in any frame.")
 
         if want_occ:
-            with model_step(depth_path) as device:
+            with model_step(depth_path, "depth") as device:
                 depth = estimate_depth(frames, depth_path, input_size=depth_size, device=device,
                                        progress=progress_callback("depth"))
             occ = _occluders(frames, human, depth, sam2_path=sam2_path, tracking=TRACK_SAM2, candidates=occluders,
@@ -316,9 +290,11 @@ class MIMODecomposeVideo(io.ComfyNode):
             depth = torch.zeros(n, h, w)
             occ = torch.zeros(n, h, w)
 
-        scene = inpaint_lib.inpaint_scene(frames, human, method=method, dilate=dilate, window=window,
-                                          propainter_weights=_propainter_dir(), device=mm.get_torch_device(),
-                                          progress=progress_callback("inpainting"))
+        with cancellable():
+            scene = inpaint_lib.inpaint_scene(frames, human, method=method, dilate=dilate, window=window,
+                                              propainter_weights=model_folder(PROPAINTER_KEY),
+                                              device=mm.get_torch_device(), progress=progress_callback("inpainting"))
         mm.soft_empty_cache()
         cpu = mm.intermediate_device()
-        return io.NodeOutput(human.float().to(cpu), scene.to(cpu), occ.float().to(cpu), _depth_image(depth).to(cpu))
+        return io.NodeOutput(human.float().to(cpu), scene.to(cpu), occ.float().to(cpu),
+                             image_ops.grey_image(depth).to(cpu))

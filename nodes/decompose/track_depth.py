@@ -6,25 +6,18 @@ import logging
 import comfy.model_management as mm
 from comfy_api.latest import io
 
+from ...models import image_ops
 from ...models.decompose import depth as depth_lib
+from ...models.decompose import prompts, sam2_build
 from ...models.decompose import track as track_lib
-from ..folders import file_options, resolve
-from ..runtime import model_step, progress_callback, video_frames
+from ..folders import DEPTH_KEY, SAM2_KEY, file_options, resolve
+from ..runtime import check_decomposition, model_step, progress_callback
 from ..types import CATEGORY_DECOMPOSE
 
 log = logging.getLogger("MIMO")
 
-SAM2_KEY = "sam2"
-DEPTH_KEY = "depthanything"
 FORWARD, BACKWARD = "forward (prompt on the first frame)", "backward (prompt on the last frame)"
 MASK_AS_MASK, MASK_AS_POINTS = "mask", "10 points (official)"
-
-
-def _model_file(key: str, name: str, what: str, hint: str) -> str:
-    try:
-        return resolve(key, name, what)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{e}\n{hint}") from None
 
 
 class MIMOTrackHuman(io.ComfyNode):
@@ -73,14 +66,15 @@ class MIMOTrackHuman(io.ComfyNode):
     @classmethod
     def execute(cls, video, sam2_model, mask=None, points="", negative_points="", box="", direction=FORWARD,
                 mask_prompt=MASK_AS_MASK) -> io.NodeOutput:
-        frames = video_frames(video)
-        path = _model_file(SAM2_KEY, sam2_model, "SAM 2 model", track_lib.sam2_files_hint())
-        pos, neg = track_lib.parse_points(points), track_lib.parse_points(negative_points)
+        frames = image_ops.as_frames(video, "input 'video'")
+        check_decomposition(frames, "MIMO Track Human", track=True)
+        path = resolve(SAM2_KEY, sam2_model, "SAM 2 model", sam2_build.sam2_files_hint())
+        pos, neg = prompts.parse_points(points), prompts.parse_points(negative_points)
         pts = pos + neg or None
         labels = [1] * len(pos) + [0] * len(neg) if pts else None
-        with model_step(path) as device:
+        with model_step(path, "tracking the person") as device:
             masks = track_lib.track_human(
-                frames, path, mask=mask, points=pts, labels=labels, box=track_lib.parse_box(box),
+                frames, path, mask=mask, points=pts, labels=labels, box=prompts.parse_box(box),
                 reverse=direction == BACKWARD, device=device,
                 mask_prompt="points" if mask_prompt == MASK_AS_POINTS else "mask", progress=progress_callback())
         return io.NodeOutput(masks.to(mm.intermediate_device()))
@@ -115,9 +109,10 @@ class MIMOEstimateDepth(io.ComfyNode):
 
     @classmethod
     def execute(cls, video, depth_model, input_size, batch=4) -> io.NodeOutput:
-        frames = video_frames(video)
-        path = _model_file(DEPTH_KEY, depth_model, "Depth Anything V2 model", depth_lib.depth_files_hint())
-        with model_step(path) as device:
+        frames = image_ops.as_frames(video, "input 'video'")
+        check_decomposition(frames, "MIMO Estimate Depth", track=False, depth=True)
+        path = resolve(DEPTH_KEY, depth_model, "Depth Anything V2 model", depth_lib.depth_files_hint())
+        with model_step(path, "depth") as device:
             depth = depth_lib.estimate_depth(frames, path, input_size=input_size, device=device, chunk=batch,
                                              progress=progress_callback())
-        return io.NodeOutput(depth[..., None].expand(-1, -1, -1, 3).contiguous().to(mm.intermediate_device()))
+        return io.NodeOutput(image_ops.grey_image(depth).to(mm.intermediate_device()))

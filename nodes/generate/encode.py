@@ -3,12 +3,12 @@
 import logging
 
 import torch
-import torch.nn.functional as F
 from comfy_api.latest import io
 
 from ...models import image_ops
 from ...models.generate import pipeline
-from ...models.generate.reference_prep import prepare_reference
+from ...models.generate.reference_prep import MIN_CHARACTER_SIDE, prepare_reference
+from ..runtime import cancellable
 from ..types import CATEGORY_GENERATE, MIMOIdentity, MIMOModel, MIMOScene
 
 log = logging.getLogger("MIMO")
@@ -22,23 +22,15 @@ def size_inputs() -> list:
     ]
 
 
-def _mask_for(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The first mask at the image's size, 0..1."""
-    m = mask[0] if mask.ndim == 3 else mask
-    h, w = image.shape[:2]
-    if m.shape != (h, w):
-        log.info("Resizing the reference mask from %dx%d to the image's %dx%d.", m.shape[1], m.shape[0], w, h)
-        m = F.interpolate(m[None, None].float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-    return m.clamp(0, 1)
-
-
 def prepared_reference(reference: torch.Tensor, mask: torch.Tensor | None):
     """The first image of ``reference`` (with its matte) through the official preparation: uint8 [S,S,3]."""
     if reference.shape[0] > 1:
         log.warning("The reference batch has %d images: using the first.", reference.shape[0])
     image = reference[0, ..., :3]
-    alpha = _mask_for(image, mask).cpu().numpy() if mask is not None else None
-    return prepare_reference(image_ops.to_uint8(image), alpha)
+    alpha = None
+    if mask is not None:  # the first mask at the image's size, 0..1
+        alpha = image_ops.one_mask(mask, image.shape[:2], 0, "reference mask").clamp(0, 1).numpy()
+    return prepare_reference(image_ops.to_uint8(image), alpha, min_side=MIN_CHARACTER_SIDE)
 
 
 class MIMOIdentityEncode(io.ComfyNode):
@@ -72,8 +64,9 @@ class MIMOIdentityEncode(io.ComfyNode):
         pipeline.check_size(width, height)
         prepared = prepared_reference(reference, mask)
         models = mimo_model.load("image_encoder", "vae", "reference_unet")
-        identity = pipeline.encode_identity(models, prepared, width, height)
-        preview = torch.from_numpy(prepared).float().div(255)[None]
+        with cancellable():
+            identity = pipeline.encode_identity(models, prepared, width, height)
+        preview = image_ops.to_image(prepared)[None]
         return io.NodeOutput(identity, preview)
 
 
@@ -101,5 +94,6 @@ class MIMOSceneEncode(io.ComfyNode):
     def execute(cls, mimo_model, width, height, scene=None) -> io.NodeOutput:
         pipeline.check_size(width, height)
         models = mimo_model.load("vae")
-        frames = image_ops.to_uint8(scene[..., :3]) if scene is not None else None
-        return io.NodeOutput(pipeline.encode_scene(models, frames, width, height))
+        frames = image_ops.uint8_frames(scene) if scene is not None else None
+        with cancellable():
+            return io.NodeOutput(pipeline.encode_scene(models, frames, width, height))

@@ -2,13 +2,14 @@
 
 from pathlib import Path
 
+import comfy.model_management as mm
 from comfy_api.latest import io
 
 from ...models.generate.image_encoder import image_encoder_from_state_dict
 from ...models.generate.loading import MIMOFiles, load_mimo, pick_dtype
 from ...models.generate.vae import vae_from_state_dict
 from ..folders import NONE, file_options, resolve
-from ..runtime import MIMOHandle, compute_dtype
+from ..runtime import MIMOHandle
 from ..types import CATEGORY_MODEL, MIMOModel
 
 SLOTS = [
@@ -80,6 +81,6 @@ class MIMOModelLoader(io.ComfyNode):
             encoder = image_encoder_from_state_dict(clip_vision.get_sd(), name="the connected CLIP vision model")
         else:
             files.image_encoder = Path(resolve("clip_vision", image_encoder_name, "Image encoder"))
-        dtype = compute_dtype(precision, pick_dtype)
+        dtype = pick_dtype(precision, mm.get_torch_device())
         models = load_mimo(files, vae=vae_module, image_encoder=encoder, device="cpu", dtype=dtype)
         return io.NodeOutput(MIMOHandle(models, dtype))

@@ -7,9 +7,11 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
+from ...models import image_ops
 from ...models.generate.repose import a_pose_render, repose
 from .encode import prepared_reference, size_inputs
 from ..render import palette_input, vertex_colours
+from ..runtime import cancellable
 from ..types import CATEGORY_GENERATE, MIMOBody, MIMOModel
 
 log = logging.getLogger("MIMO")
@@ -56,6 +58,6 @@ class MIMOCanonicalRepose(io.ComfyNode):
         body = body.to(device)
         drive = a_pose_render(body, vertex_colours(palette, body), width, height, arm_angle, device)
         models = mimo_model.load("image_encoder", "vae", "reference_unet", "denoiser", "pose_guider")
-        out = repose(models, prepared, drive, width, height, steps=steps, cfg=cfg, seed=seed)
-        to_image = lambda a: torch.from_numpy(a).float().div(255)  # noqa: E731
-        return io.NodeOutput(to_image(out)[None], to_image(drive))
+        with cancellable():  # cancel points between the networks' layers
+            out = repose(models, prepared, drive, width, height, steps=steps, cfg=cfg, seed=seed)
+        return io.NodeOutput(image_ops.to_image(out)[None], image_ops.to_image(drive))

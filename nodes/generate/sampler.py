@@ -1,12 +1,13 @@
 """MIMOSampler: identity + motion renders + scene -> video latents (core LATENT, decodable by VAE Decode)."""
 
+import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
 from ...models import image_ops
-from ...models.generate import pipeline
-from ...models.generate.sampler import context_windows
-from ..runtime import SamplerReporter
+from ...models.generate import memory_modes, pipeline
+from ...models.generate.sampler import progress_ticks
+from ..runtime import SamplerReporter, cancellable, check_host_memory, check_motion_frames, sampler_plan
 from ..types import CATEGORY_GENERATE, MIMOIdentity, MIMOModel, MIMOScene
 
 
@@ -39,6 +40,11 @@ class MIMOSampler(io.ComfyNode):
                              tooltip="Frames the motion module sees at once (official: 24; at most 32)."),
                 io.Int.Input("overlap", default=4, min=0, max=31,
                              tooltip="Frames shared by neighbouring windows (official: 4); windows wrap around the end."),
+                io.Combo.Input("memory", options=["auto", "fast", "low"], default="auto",
+                               tooltip="GPU memory use. fast: both guidance halves in one pass (about 10 GiB at "
+                                       "784x784). low: for 8 GB cards, about half as fast (guidance halves one "
+                                       "after the other, the other MIMO networks off the GPU while denoising). "
+                                       "auto: fast when it fits the free memory, low with --lowvram/--novram."),
                 io.Noise.Input("noise", optional=True,
                                tooltip="Initial noise from a core noise node (e.g. RandomNoise) instead of the seed."),
             ],
@@ -48,25 +54,32 @@ class MIMOSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, mimo_model, identity, motion, scene, width, height, seed, steps, cfg, context_frames,
-                overlap, noise=None) -> io.NodeOutput:
+                overlap, memory="auto", noise=None) -> io.NodeOutput:
         pipeline.check_size(width, height)
-        if overlap >= context_frames:
-            raise ValueError(f"overlap ({overlap}) must be smaller than context_frames ({context_frames}).")
         frames = motion.shape[0]
-        needed = ["denoiser", "pose_guider"]
-        if (identity.width, identity.height) != (width, height):
-            needed += ["image_encoder", "vae", "reference_unet"]
-        elif (scene.width, scene.height) != (width, height):
-            needed.append("vae")
-        models = mimo_model.load(*needed)
+        on_cpu = mm.get_torch_device().type == "cpu"
+        need = memory_modes.host_bytes(width=width, height=height, frames=frames, context_frames=context_frames,
+                                       cfg=cfg, dtype=mimo_model.dtype, on_cpu=on_cpu,
+                                       block_out_channels=mimo_model.models.denoiser.config.block_out_channels)
+        check_host_memory(need, f"MIMO Sampler ({frames} frames at {width}x{height}, {context_frames}-frame windows"
+                                f"{', on the CPU' if on_cpu else ''})",
+                          "lower width/height, sample fewer frames (max_frames on the motion loader, or split the "
+                          "clip), lower context_frames, or use cfg 1.0 (half the work)." if on_cpu else
+                          "lower width/height or sample fewer frames (max_frames on the motion loader).")
+        warning = check_motion_frames(motion)
+        plan, mode = sampler_plan(mimo_model, memory, width=width, height=height, frames=frames, cfg=cfg,
+                                  context_frames=context_frames, overlap=overlap)
+        models = mimo_model.load(*pipeline.networks_needed(identity, scene, width, height))
+        before_denoise = (lambda: mimo_model.keep_only("denoiser", "pose_guider")) if mode == "low" else None
         initial = None
         if noise is not None:
             shape = torch.zeros(frames, 4, height // 8, width // 8)
             initial = noise.generate_noise({"samples": shape}).float()
-        windows = len(context_windows(frames, context_frames, overlap))
-        latents = pipeline.sample(
-            models, identity, image_ops.to_uint8(motion[..., :3]), scene, width, height, steps=steps, cfg=cfg,
-            context_frames=context_frames, overlap=overlap, seed=seed, noise=initial,
-            callback=SamplerReporter(steps, windows),
-        )
-        return io.NodeOutput({"samples": latents / pipeline.LATENT_SCALE})
+        reporter = SamplerReporter(progress_ticks(frames, steps, context_frames, overlap))
+        with cancellable():
+            latents = pipeline.sample(
+                models, identity, image_ops.uint8_frames(motion), scene, width, height, steps=steps, cfg=cfg,
+                context_frames=context_frames, overlap=overlap, seed=seed, noise=initial, callback=reporter,
+                plan=plan, before_denoise=before_denoise,
+            )
+        return io.NodeOutput({"samples": latents / pipeline.LATENT_SCALE}, ui=warning)

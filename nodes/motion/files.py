@@ -7,13 +7,15 @@ ComfyUI/input (subfolders are fine) and the list is refreshed with R."""
 import logging
 import os
 
-import folder_paths
-import numpy as np
-import torch
 from comfy_api.latest import io
 
 from ...models.body.skeleton import SMPLH_JOINTS, SMPLH_PARENTS
+from ...models.body.demo import demo_body
 from ...models.motion import load_amass, load_bvh, load_fbx, retarget, smplh_neutral_rest_joints
+from ...models.motion import placement
+from .. import folders
+from ..body import rest_joints, rest_pelvis
+from ..folders import input_files
 from ..types import CATEGORY_MOTION, MIMOBody, MIMOMotion
 
 log = logging.getLogger("MIMO")
@@ -22,54 +24,17 @@ AMASS_EXTS = (".npz",)
 MIXAMO_EXTS = (".fbx", ".bvh")
 
 
-def input_files(exts: tuple, skip=lambda name: False) -> list[str]:
-    """Files under ComfyUI's input folder with these extensions, as 'sub/dir/name.ext'."""
-    root = folder_paths.get_input_directory()
-    out, seen = [], set()
-    for folder, dirs, files in os.walk(root, followlinks=True):  # linked dataset folders are fine
-        real = os.path.realpath(folder)
-        if real in seen:  # a link cycle
-            dirs[:] = []
-            continue
-        seen.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for f in files:
-            if f.lower().endswith(exts) and not skip(f):
-                out.append(os.path.relpath(os.path.join(folder, f), root).replace(os.sep, "/"))
-    return sorted(out)
-
-
 def _is_shape_file(name: str) -> bool:
     return name == "shape.npz" or name.endswith("_stagei.npz")
 
 
-def _path(file: str) -> str:
-    if ".." in file.replace("\\", "/").split("/"):
-        raise ValueError(f"'{file}': motion files are read from ComfyUI's input folder only (no '..').")
-    return folder_paths.get_annotated_filepath(file)
-
-
-def _missing(file: str, what: str) -> str:
-    return (f"{what} file '{file}' was not found in ComfyUI's input folder ({folder_paths.get_input_directory()}). "
-            "Copy it there (subfolders are fine) and press R in ComfyUI to refresh the list.")
-
-
 def _check_file(file: str, what: str, exts: tuple):
-    if not file:
-        return f"No {what} file chosen: copy one into ComfyUI's input folder ({folder_paths.get_input_directory()}) " \
-               "and press R to refresh."
-    if not file.lower().endswith(exts):
-        return f"'{file}' is not a {what} file (expected {' or '.join(exts)})."
-    if ".." in file.replace("\\", "/").split("/"):
-        return f"'{file}': motion files are read from ComfyUI's input folder only (no '..')."
-    if not folder_paths.exists_annotated_filepath(file):
-        return _missing(file, what)
-    return True
+    return folders.check(folders.INPUT, file, f"{what} file", exts)
 
 
 def _fingerprint(file: str):
     try:
-        return os.path.getmtime(_path(file))
+        return os.path.getmtime(folders.resolve(folders.INPUT, file, "motion"))
     except (OSError, ValueError):
         return float("nan")  # re-run, so the error shows
 
@@ -83,6 +48,11 @@ def clip_inputs(what: str) -> list:
                      tooltip="First frame to keep, counted at the output fps."),
         io.Int.Input("max_frames", default=0, min=0, max=1_000_000,
                      tooltip="How many frames to keep from start_frame (at the output fps). 0 keeps all."),
+        io.Combo.Input("facing", options=list(placement.FACING), default="keep", optional=True,
+                       tooltip="Turn the clip about the vertical axis through its first pelvis position: keep "
+                               "the captured heading, make the first frame face the camera (the default camera "
+                               "looks at the body's front), or make the average heading over the kept frames "
+                               "face it."),
     ]
 
 
@@ -94,7 +64,10 @@ def clip_outputs() -> list:
     ]
 
 
-def finish(motion, fps: float, start_frame: int, max_frames: int, file: str) -> io.NodeOutput:
+def finish(motion, fps: float, start_frame: int, max_frames: int, file: str, facing: str = "keep",
+           rest_pelvis=None, ground_body=None) -> io.NodeOutput:
+    """Resample, trim, then on the kept frames only: facing, and (with ``ground_body``) the pelvis
+    centred at the start and the posed mesh's lowest point on the floor (y = 0)."""
     if fps > 0:
         motion = motion.resample(fps)
     if start_frame >= motion.frames:
@@ -102,13 +75,12 @@ def finish(motion, fps: float, start_frame: int, max_frames: int, file: str) -> 
                          f"{motion.fps:g} fps. Use a start_frame below {motion.frames}.")
     end = motion.frames if max_frames <= 0 else min(motion.frames, start_frame + max_frames)
     motion = motion.trim(start_frame, end)
+    if rest_pelvis is not None:
+        motion = placement.face(motion, facing, rest_pelvis)
+    if ground_body is not None:
+        motion = placement.ground(placement.centre(motion, rest_pelvis), ground_body)
     log.info("Motion '%s': %d frames at %g fps.", file, motion.frames, motion.fps)
     return io.NodeOutput(motion, motion.fps, motion.frames)
-
-
-def _rest_joints(body, betas=None) -> np.ndarray:
-    b = None if betas is None else torch.as_tensor(np.asarray(betas), dtype=torch.float32)
-    return body.rest_joints(b).detach().cpu().double().numpy()
 
 
 class MIMOLoadAMASS(io.ComfyNode):
@@ -145,12 +117,10 @@ class MIMOLoadAMASS(io.ComfyNode):
         return _fingerprint(file)
 
     @classmethod
-    def execute(cls, file, fps, start_frame, max_frames, body=None) -> io.NodeOutput:
-        path = _path(file)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(_missing(file, "AMASS motion"))
-        pelvis = None if body is None else (lambda betas: _rest_joints(body, betas)[0])
-        return finish(load_amass(path, rest_pelvis=pelvis), fps, start_frame, max_frames, file)
+    def execute(cls, file, fps, start_frame, max_frames, facing="keep", body=None) -> io.NodeOutput:
+        path = folders.resolve(folders.INPUT, file, "AMASS motion")
+        motion = load_amass(path, rest_pelvis=None if body is None else rest_pelvis(body))
+        return finish(motion, fps, start_frame, max_frames, file, facing, motion.meta["rest_pelvis"])
 
 
 class MIMOLoadMixamo(io.ComfyNode):
@@ -158,42 +128,46 @@ class MIMOLoadMixamo(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="MIMOLoadMixamo",
-            display_name="MIMO Load Mixamo Motion",
+            display_name="MIMO Load Mocap (FBX/BVH)",
             category=CATEGORY_MOTION,
-            description="Loads a Mixamo animation (FBX, binary or ASCII, or BVH) from ComfyUI's input folder and "
+            description="Loads a skeletal animation (FBX, binary or ASCII, or BVH) from ComfyUI's input folder and "
                         "retargets it onto the SMPL skeleton (world-space rotation change from the rig's rest "
-                        "pose; steps scaled by leg length; feet on the floor at y = 0).",
+                        "pose; steps scaled by leg length). Rigs: Mixamo, CMU (MotionBuilder and 3ds Max BVH), "
+                        "3ds Max Biped, Poser/DAZ, Unreal, Rigify and SMPL-named exports; others are refused with "
+                        "the joints that did not match. On the kept frames the pelvis starts at x = z = 0 and the "
+                        "posed body's soles touch the floor (y = 0).",
             inputs=[
                 io.Combo.Input("file", options=input_files(MIXAMO_EXTS),
-                               tooltip="A Mixamo-rigged .fbx or .bvh in ComfyUI/input (subfolders are fine; press R "
+                               tooltip="A .fbx or .bvh animation in ComfyUI/input (subfolders are fine; press R "
                                        "after copying files there; there is no upload button for these). Bone names "
-                                       "like mixamorig:Hips / LeftUpLeg; fingers are used when present. FBX needs the "
-                                       "'ufbx' package (pip install ufbx==0.0.5)."),
+                                       "of Mixamo (mixamorig:Hips / LeftUpLeg), CMU, Biped, Poser/DAZ, Unreal, Rigify "
+                                       "or SMPL; fingers are used when present. FBX needs the 'ufbx' package "
+                                       "(pip install ufbx==0.0.5)."),
                 *clip_inputs("animation"),
                 MIMOBody.Input("body", optional=True,
-                               tooltip="The body the motion will drive: its rest skeleton is the retargeting target. "
-                                       "Unconnected: approximate SMPL-H neutral rest joints (built in)."),
+                               tooltip="The body the motion will drive: its rest skeleton is the retargeting target "
+                                       "and its posed mesh sets the floor contact. Unconnected: approximate SMPL-H "
+                                       "neutral rest joints (built in) and the demo body's mesh for the floor."),
             ],
             outputs=clip_outputs(),
         )
 
     @classmethod
     def validate_inputs(cls, file):
-        return _check_file(file, "Mixamo FBX/BVH", MIXAMO_EXTS)
+        return _check_file(file, "Mocap FBX/BVH", MIXAMO_EXTS)
 
     @classmethod
     def fingerprint_inputs(cls, file, **kwargs):
         return _fingerprint(file)
 
     @classmethod
-    def execute(cls, file, fps, start_frame, max_frames, body=None) -> io.NodeOutput:
-        path = _path(file)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(_missing(file, "Mixamo FBX/BVH"))
+    def execute(cls, file, fps, start_frame, max_frames, facing="keep", body=None) -> io.NodeOutput:
+        path = folders.resolve(folders.INPUT, file, "Mocap FBX/BVH")
         anim = load_bvh(path) if path.lower().endswith(".bvh") else load_fbx(path)
         if body is None:
             rest, parents, names = smplh_neutral_rest_joints(), SMPLH_PARENTS, SMPLH_JOINTS
         else:
-            rest, parents, names = _rest_joints(body), body.parents, body.joint_names
-        motion = retarget(anim, rest, parents, target_names=names)
-        return finish(motion, fps, start_frame, max_frames, file)
+            rest, parents, names = rest_joints(body), body.parents, body.joint_names
+        motion = retarget(anim, rest, parents, target_names=names, center=False, floor=False)
+        ground_body = demo_body() if body is None else body
+        return finish(motion, fps, start_frame, max_frames, file, facing, rest[0], ground_body)

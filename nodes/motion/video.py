@@ -6,10 +6,12 @@ import logging
 import comfy.model_management as mm
 from comfy_api.latest import io
 
-from ...models.motion.from_video import estimate_gvhmr, estimate_nlf, gvhmr_available
-from ..folders import NONE, file_options, resolve
+from ...models.motion.from_video import estimate_nlf
+from ...models.motion.gvhmr import estimate_gvhmr, gvhmr_available
+from ..body import rest_pelvis
+from ..folders import NLF_KEY, NONE, file_options, resolve
 from .files import clip_outputs
-from ..runtime import progress_callback
+from ..runtime import cancellable, progress_callback
 from ..types import CATEGORY_MOTION, MIMOBody
 
 log = logging.getLogger("MIMO")
@@ -18,7 +20,7 @@ GVHMR = "gvhmr (installed package)"
 
 
 def estimator_options() -> list[str]:
-    files = [f for f in file_options("nlf") if f != NONE]
+    files = [f for f in file_options(NLF_KEY) if f != NONE]
     if gvhmr_available():
         files.append(GVHMR)
     return files or [NONE]
@@ -45,7 +47,7 @@ class MIMOMotionFromVideo(io.ComfyNode):
                             "package)' appears when `pip install \"gvhmr[preproc]\"` is installed (temporally "
                             "smooth; fetches its own weights, needs your SMPL-X registration). Both models are "
                             "licensed for non-commercial research only."),
-                io.Float.Input("fps", default=30.0, min=0.1, max=240.0, step=1.0, round=0.001,
+                io.Float.Input("fps", default=30.0, min=1.0, max=240.0, step=1.0, round=0.001,
                                tooltip="The video's frame rate (an IMAGE batch does not carry it). The motion keeps "
                                        "one pose per video frame at this rate."),
                 io.Float.Input("fov_degrees", default=0.0, min=0.0, max=170.0, step=1.0, round=0.1,
@@ -76,22 +78,20 @@ class MIMOMotionFromVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, video, estimator, fps, fov_degrees, batch_size, static_camera, body=None) -> io.NodeOutput:
-        rest_pelvis = None
-        if body is not None:
-            def rest_pelvis(betas):
-                return body.rest_joints(betas).detach().cpu().double().numpy()[0]
+        pelvis = None if body is None else rest_pelvis(body)
         device = mm.get_torch_device()
         fov = fov_degrees or None
-        if estimator == GVHMR:
-            if not gvhmr_available():
-                raise RuntimeError("The gvhmr package is not importable any more in this ComfyUI; reinstall it "
-                                   "(pip install \"gvhmr[preproc]\") or choose an NLF file.")
-            motion = estimate_gvhmr(video, fps, fov_degrees=fov, static_camera=static_camera, device=device,
-                                    rest_pelvis=rest_pelvis)
-        else:
-            path = resolve("nlf", estimator, "NLF model")
-            motion = estimate_nlf(video, path, fps, fov_degrees=fov, batch_size=batch_size, device=device,
-                                  rest_pelvis=rest_pelvis, source=f"nlf:{estimator}", progress=progress_callback())
+        with cancellable():  # cancel points between layers (GVHMR; NLF's TorchScript: between batches)
+            if estimator == GVHMR:
+                if not gvhmr_available():
+                    raise RuntimeError("The gvhmr package is not importable any more in this ComfyUI; reinstall it "
+                                       "(pip install \"gvhmr[preproc]\") or choose an NLF file.")
+                motion = estimate_gvhmr(video, fps, fov_degrees=fov, static_camera=static_camera, device=device,
+                                        rest_pelvis=pelvis)
+            else:
+                path = resolve(NLF_KEY, estimator, "NLF model")
+                motion = estimate_nlf(video, path, fps, fov_degrees=fov, batch_size=batch_size, device=device,
+                                      rest_pelvis=pelvis, source=f"nlf:{estimator}", progress=progress_callback())
         mm.soft_empty_cache()
         log.info("Motion from video (%s): %d frames at %g fps, person found in %d.", estimator, motion.frames,
                  motion.fps, motion.meta.get("detected_frames", motion.frames))

@@ -37,7 +37,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images * 255).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def run_case(case_dir: Path, dtype: torch.dtype = torch.float32) -> dict:
+def run_case(case_dir: Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> dict:
     pack = load_pack()
     from importlib import import_module
 
@@ -49,7 +49,7 @@ def run_case(case_dir: Path, dtype: torch.dtype = torch.float32) -> dict:
     data = load_file(str(case_dir / "case.safetensors"))
     torch.manual_seed(0)
     start = time.perf_counter()
-    models = loading.load_mimo(loading.MIMOFiles.official_layout(case_dir / "weights"), dtype=dtype)
+    models = loading.load_mimo(loading.MIMOFiles.official_layout(case_dir / "weights"), dtype=dtype).to(device)
 
     width, height = case["width"], case["height"]
     reference = to_uint8(data["ref_image"][0])
@@ -103,16 +103,22 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("case_dir", type=Path)
     parser.add_argument("--stages", action="store_true", help="also print the per-stage differences")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32",
+                        help="fp16/bf16: report the error only (the pass bound is for fp32)")
     args = parser.parse_args(argv)
     if not (args.case_dir / "case.json").is_file():
         print(f"{args.case_dir} is not a parity case folder (no case.json).", file=sys.stderr)
         return 2
-    result = run_case(args.case_dir)
+    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    result = run_case(args.case_dir, dtypes[args.dtype], args.device)
+    if (args.device, args.dtype) != ("cpu", "fp32"):
+        result.update(device=args.device, dtype=args.dtype)
     stages = result.pop("stages")
     if args.stages:
         result["stages"] = stages
     print(json.dumps(result))
-    return 0 if passed(result) else 1
+    return 0 if args.dtype != "fp32" or passed(result) else 1
 
 
 if __name__ == "__main__":

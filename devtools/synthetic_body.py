@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .skeleton import SKELETONS
+from ..models.body.skeleton import SKELETONS
 
 ROOT = 4294967295  # the root's "parent" in kintree_table (uint32 −1)
 DEFAULT_BETAS = {"smpl": 10, "smplh": 16, "smplx": 10}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The prepared GPU check (issue 8): one JSON line per figure, under 8 minutes on one H100/H200.
+#
+#   bash benchmarks/gpu_check.sh          # on a CUDA machine, from the repository root
+#   bash benchmarks/gpu_check.sh --cpu    # the same checks end to end on the CPU at a tiny size
+#
+# Needs: torch, numpy, pillow, transformers, safetensors, and diffusers/av/ufbx (on a machine without
+# network, put their wheels in .wheels/ and they are installed into .gpu-check-site/ first).
+# OFFICIAL=path of the official pipeline folder (default ../shared/official_mimo or .official).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+CPU=0; [ "${1:-}" = "--cpu" ] && CPU=1
+if [ -d .wheels ]; then
+    $PY -m pip install -q --no-index --find-links .wheels --target .gpu-check-site diffusers av ufbx >/dev/null 2>&1 \
+        || echo '{"check": "setup", "ok": false, "error": "installing .wheels failed"}'
+    export PYTHONPATH="$PWD/.gpu-check-site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+OFFICIAL=${OFFICIAL:-}
+for d in .official ../shared/official_mimo; do [ -z "$OFFICIAL" ] && [ -f "$d/run_official.sh" ] && OFFICIAL=$d; done
+PARITY=${MIMO_PARITY_DIR:-../shared/parity}
+status=0
+run() { "$@" || status=1; }   # a failed figure is reported and the others still run
+
+if [ $CPU = 1 ]; then
+    DEV=cpu; SIZES="64"; FRAMES="8 24"; DT=fp32; TINY=--tiny; STEPS=2
+else
+    DEV=cuda; SIZES="784 512"; FRAMES="24 72"; DT=fp16; TINY=; STEPS=4
+fi
+S=${SIZES%% *}
+
+# 1. the official pipeline beside ours, same machine, same run; the ratio last
+for f in $FRAMES; do
+    ours=$($PY -m benchmarks.bench_sampler $TINY --device $DEV --dtype $DT --width $S --height $S --frames $f \
+           --steps $STEPS --memory fast --no-decode) || status=1
+    echo "$ours"
+    if [ -n "$OFFICIAL" ] && [ $CPU = 0 ]; then
+        official=$(bash "$OFFICIAL/run_official.sh" $S $S $f $STEPS fp16 | tail -1) || status=1
+        echo "$official"
+        $PY -c 'import json,sys; o,a=json.loads(sys.argv[1]),json.loads(sys.argv[2]); print(json.dumps({"check":"speedup_vs_official","frames":int(sys.argv[3]),"official_s_per_step":a["step_s_median"],"ours_s_per_step":o["step_s_median"],"ratio":round(a["step_s_median"]/o["step_s_median"],3),"official_peak_gib":a["peak_gib"],"ours_peak_gib":o["peak_gib"]}))' "$ours" "$official" $f || status=1
+    else
+        echo "{\"check\": \"speedup_vs_official\", \"frames\": $f, \"skipped\": \"$([ $CPU = 1 ] && echo 'cpu run' || echo 'no official folder')\"}"
+    fi
+done
+# 2. fast and low-VRAM modes, each size
+for s in $SIZES; do for m in fast low; do
+    run $PY -m benchmarks.bench_sampler $TINY --device $DEV --dtype $DT --width $s --height $s --frames 24 \
+        --steps $STEPS --memory $m --no-decode
+done; done
+# 3. parity cases on the device: fp32 within the bound, fp16/bf16 errors reported
+for case in "$PARITY"/case_*; do
+    [ -d "$case" ] || { echo "{\"check\": \"parity\", \"ok\": false, \"error\": \"no cases in $PARITY\"}"; status=1; break; }
+    run $PY tests/tools/parity.py "$case" --device $DEV --dtype fp32
+    if [ $CPU = 0 ]; then for d in fp16 bf16; do run $PY tests/tools/parity.py "$case" --device $DEV --dtype $d; done; fi
+done
+# 4. a real ComfyUI on the device: the demo workflows, Cancel mid-run, the next run, memory after
+if [ $CPU = 1 ]; then run $PY -m benchmarks.gpu_comfy --cpu; else
+    run $PY -m benchmarks.gpu_comfy; run $PY -m benchmarks.gpu_comfy --lowvram; fi
+# 5. the torch rasterizer (goal on a GPU: >= 400 frames/s at 784x784)
+run $PY -m benchmarks.bench_rasterizer --width $S --height $S --frames 8 --device $DEV --backend torch
+exit $status

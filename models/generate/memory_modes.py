@@ -1,0 +1,132 @@
+"""Memory modes of the sampler: how much of the GPU one denoising run may take, decided up front.
+
+fast: both guidance halves in one forward, pose features of the windows cached on the device,
+several windows in one forward when memory allows. low (8 GB cards): the guidance halves one after
+the other, resnets/spatial attention a few frames at a time, no pose cache, the step state on the
+host. auto: fast when its estimate fits the free memory, else low; a low estimate that does not
+fit is refused with what would.
+
+The activation figures are estimates calibrated on the official pipeline's peaks (fp16, H100:
+784x784 24 frames 14.1 GiB, 512x512 24 frames 8.8 GiB, both about 21.5 KiB per latent pixel of
+each image in a forward beyond the weights); ``benchmarks/gpu_check.sh`` prints the measured peaks.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from .sampler import SamplerPlan, context_windows
+
+MODES = ("auto", "fast", "low")
+GIB = 2**30
+ACTIVATION_PER_LATENT_PIXEL = 21.5 * 1024  # bytes per latent pixel per image in a forward, 16-bit
+LOW_ACTIVATION_SHARE = 0.6  # chunked resnets/attention keep the skips, drop most transients (estimate)
+LOW_ROW_CHUNK = 4  # frames at a time through resnets and spatial attention in low mode
+STATE_ON_DEVICE_MAX = 256 * 2**20  # latents + accumulators larger than this live on the host
+POSE_CACHE_MAX = 1 * GIB  # device memory for cached pose features in fast mode
+MAX_WINDOWS_PER_FORWARD = 4
+HEADROOM = 0.85  # share of the free memory a plan may count on (allocator fragmentation, CUDA context)
+
+
+@dataclass
+class MemoryEstimate:
+    weights: int  # bytes of the networks on the device while denoising
+    activations: int  # peak bytes of one forward
+    mode: str
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.activations
+
+
+def _element_size(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def forward_activations(width: int, height: int, images: int, dtype: torch.dtype) -> int:
+    """Peak activation bytes of one denoiser forward over ``images`` latent images."""
+    pixels = (width // 8) * (height // 8)
+    return int(ACTIVATION_PER_LATENT_PIXEL * pixels * images * _element_size(dtype) / 2)
+
+
+def state_bytes(frames: int, width: int, height: int) -> int:
+    """Latents, prediction and x0 estimate of the whole video, float32."""
+    return 3 * frames * 4 * (width // 8) * (height // 8) * 4
+
+
+def pose_feature_bytes(frames: int, width: int, height: int, channels: int, dtype: torch.dtype) -> int:
+    return frames * channels * (width // 8) * (height // 8) * _element_size(dtype)
+
+
+def estimate(mode: str, *, width: int, height: int, context_frames: int, frames: int, cfg: float,
+             dtype: torch.dtype, weight_bytes: int, windows_per_forward: int = 1) -> MemoryEstimate:
+    n = min(frames, context_frames)
+    halves = 2 if cfg > 1.0 else 1
+    if mode == "low":
+        act = forward_activations(width, height, n, dtype) * LOW_ACTIVATION_SHARE
+    else:
+        act = forward_activations(width, height, n * halves * windows_per_forward, dtype)
+    return MemoryEstimate(int(weight_bytes), int(act), mode)
+
+
+def plan_sampler(mode: str, *, device: torch.device, free_bytes: int | None, width: int, height: int,
+                 frames: int, context_frames: int, overlap: int, cfg: float, dtype: torch.dtype,
+                 weight_bytes: int, pose_channels: int = 320, force_low: bool = False) -> tuple[SamplerPlan, str]:
+    """(plan, mode used). ``free_bytes``: free device memory (None: unknown, e.g. the CPU);
+    ``weight_bytes``: the denoiser + pose guider on the device; ``force_low``: --lowvram/--novram."""
+    if mode not in MODES:
+        raise ValueError(f"memory must be one of {', '.join(MODES)} (got {mode!r}).")
+    windows = context_windows(frames, context_frames, overlap)
+    budget = None if free_bytes is None or device.type == "cpu" else int(free_bytes * HEADROOM)
+    common = dict(width=width, height=height, context_frames=context_frames, frames=frames, cfg=cfg,
+                  dtype=dtype, weight_bytes=weight_bytes)
+    if mode == "auto":
+        fits = budget is None or estimate("fast", **common).total <= budget
+        mode = "low" if force_low or not fits else "fast"
+    if mode == "low":
+        need = estimate("low", **common)
+        if budget is not None and need.total > budget:
+            raise MemoryError(_too_big(need, budget, width, height, context_frames))
+        return SamplerPlan(windows_per_forward=1, sequential_guidance=True, pose_cache_bytes=0,
+                           state_on_device=False, row_chunk=LOW_ROW_CHUNK), "low"
+    # fast: batch windows only on a GPU with room for them (on the CPU it gains nothing)
+    per_forward = 1
+    if budget is not None and len(windows) > 1:
+        for k in range(MAX_WINDOWS_PER_FORWARD, 1, -1):
+            if estimate("fast", windows_per_forward=k, **common).total <= budget:
+                per_forward = k
+                break
+    pose = pose_feature_bytes(frames, width, height, pose_channels, dtype)
+    cache = min(POSE_CACHE_MAX, pose) if budget is None else min(POSE_CACHE_MAX, pose, max(
+        0, budget - estimate("fast", windows_per_forward=per_forward, **common).total))
+    return SamplerPlan(windows_per_forward=per_forward, sequential_guidance=False, pose_cache_bytes=int(cache),
+                       state_on_device=state_bytes(frames, width, height) <= STATE_ON_DEVICE_MAX), "fast"
+
+
+def _too_big(need: MemoryEstimate, budget: int, width: int, height: int, context_frames: int) -> str:
+    scale = (budget - need.weights) / max(need.activations, 1)
+    hint = []
+    if scale > 0:
+        side = int((width * height * scale) ** 0.5) // 8 * 8
+        hint.append(f"a working size of about {side}x{side}")
+        frames = int(context_frames * scale)
+        if frames >= 1:
+            hint.append(f"context_frames {frames}")
+    hint.append("closing other GPU programs")
+    return (f"MIMO Sampler needs about {need.total / GIB:.1f} GiB of GPU memory even in low-VRAM mode at "
+            f"{width}x{height} with {context_frames}-frame windows ({need.weights / GIB:.1f} GiB of weights), "
+            f"but only {budget / GIB:.1f} GiB can be used. Try " + ", or ".join(hint) + ".")
+
+
+def host_bytes(*, width: int, height: int, frames: int, context_frames: int, cfg: float, dtype: torch.dtype,
+               on_cpu: bool, block_out_channels: tuple = (320,)) -> int:
+    """Peak host bytes of one sampler call beyond the weights: the motion at the working size (uint8),
+    the video's latents/noise/accumulators/scene (float32, about 8 per latent pixel), and on the CPU
+    the denoiser's activations (scaled to the network's width; SD1.5's 320 first channels = 1)."""
+    latent = 4 * (width // 8) * (height // 8) * 4
+    total = frames * width * height * 3 + 8 * frames * latent
+    if on_cpu:
+        scale = block_out_channels[0] / 320
+        images = min(frames, context_frames) * (2 if cfg > 1.0 else 1)
+        total += int(forward_activations(width, height, images, dtype) * scale)
+    return int(total)

@@ -1,0 +1,116 @@
+"""Memory modes of the sampler: every plan gives the default output, and plans are picked as documented."""
+
+import numpy as np
+import pytest
+import torch
+
+from mimo_pack.models.generate import memory_modes as M
+from mimo_pack.models.generate import sampler as S
+from mimo_pack.models.generate.tiny import tiny_networks
+
+GIB = 2**30
+
+
+@pytest.fixture(scope="module")
+def video():
+    # float64: the tiny random networks are ill-conditioned enough that float32 rounding of a
+    # different batch split (1e-4 a forward) grows over the steps; in float64 any real difference shows.
+    denoiser, reference, guider = (m.double() for m in tiny_networks(seed=5))
+    torch.manual_seed(0)
+    frames, h, w = 18, 8, 8
+    record = {}
+    clip = torch.randn(1, 32, dtype=torch.float64)
+    with torch.no_grad():
+        reference(torch.randn(1, 4, h, w, dtype=torch.float64), 0, clip.reshape(1, 1, -1), record=record)
+    kv = S.project_reference_tokens(denoiser, record)
+    motion = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (frames, 8 * h, 8 * w, 3), dtype=np.uint8))
+    return dict(denoiser=denoiser, guider=guider, kv=kv, clip=clip, motion=motion,
+                scene=torch.randn(frames, 4, h, w), noise=torch.randn(frames, 4, h, w))
+
+
+def run(video, plan=None, pose=None, steps=2, cfg=3.5):
+    pose = pose if pose is not None else S.PoseFeatures(video["guider"], video["motion"],
+                                                          cache_bytes=plan.pose_cache_bytes if plan else 0)
+    return S.denoise(video["denoiser"], video["kv"], video["clip"], pose, video["scene"], video["noise"],
+                     steps=steps, cfg=cfg, context_frames=8, overlap=2, plan=plan)
+
+
+def test_pose_features_by_window_equal_the_whole_video_at_once(video):
+    whole = S.encode_pose(video["guider"], video["motion"].permute(0, 3, 1, 2).float() / 255.0)  # all at once
+    lazy = S.PoseFeatures(video["guider"], video["motion"], cache_bytes=GIB)
+    index = torch.tensor([16, 17, 0, 1, 2])
+    torch.testing.assert_close(lazy(index), whole[index], rtol=1e-12, atol=1e-12)
+    assert lazy(index) is lazy(index)  # cached within the budget
+    uncached = S.PoseFeatures(video["guider"], video["motion"], cache_bytes=0)
+    assert uncached(index) is not uncached(index)
+    torch.testing.assert_close(uncached(index), lazy(index), rtol=0, atol=0)  # same bits either way
+
+
+@pytest.fixture(scope="module")
+def default_output(video):
+    base = run(video)
+    assert (base - run(video, cfg=1.0)).abs().max() > 1e-2  # guidance matters: the comparisons can fail
+    return base
+
+
+@pytest.mark.parametrize("plan", [
+    S.SamplerPlan(sequential_guidance=True),
+    S.SamplerPlan(row_chunk=3),
+    S.SamplerPlan(windows_per_forward=3, pose_cache_bytes=GIB),
+    S.SamplerPlan(state_on_device=False),
+    S.SamplerPlan(sequential_guidance=True, row_chunk=2, state_on_device=False),  # what low mode uses
+], ids=["sequential", "row-chunk", "windows-batched", "state-on-host", "low"])
+def test_every_plan_gives_the_default_output(video, default_output, plan):
+    out = run(video, plan)
+    # The step state is float32: a float64 difference of 1e-15 may flip its last bit (6e-7), no more.
+    assert (out - default_output).abs().max() < 1e-5
+    assert all(getattr(m, "row_chunk", 0) == 0 for m in video["denoiser"].modules())  # restored
+
+
+def test_window_groups_batch_consecutive_windows_of_one_length():
+    windows = S.context_windows(30, 8, 2)  # 5 windows of 8
+    assert S.window_groups(windows, 1) == [[i] for i in range(len(windows))]
+    assert S.window_groups(windows, 2) == [[0, 1], [2, 3], [4]]
+    assert S.window_groups([[0, 1, 2], [3, 4, 5], [6, 7]], 4) == [[0, 1], [2]]
+
+
+CALL = dict(width=784, height=784, frames=24, context_frames=24, overlap=4, cfg=3.5, dtype=torch.float16,
+            weight_bytes=int(2.5 * GIB))
+
+
+def test_cpu_runs_the_fast_plan_one_window_at_a_time():
+    plan, mode = M.plan_sampler("auto", device=torch.device("cpu"), free_bytes=None, **CALL)
+    assert mode == "fast" and plan.windows_per_forward == 1 and not plan.sequential_guidance
+
+
+def test_auto_picks_low_when_fast_does_not_fit_or_lowvram_is_set():
+    gpu = torch.device("cuda")
+    plan, mode = M.plan_sampler("auto", device=gpu, free_bytes=40 * GIB, **CALL)
+    assert mode == "fast" and plan.pose_cache_bytes > 0
+    plan, mode = M.plan_sampler("auto", device=gpu, free_bytes=7 * GIB, **CALL)
+    assert mode == "low" and plan.sequential_guidance and plan.row_chunk > 0 and not plan.state_on_device
+    assert M.plan_sampler("auto", device=gpu, free_bytes=40 * GIB, force_low=True, **CALL)[1] == "low"
+
+
+def test_fast_batches_windows_only_with_room_and_long_videos_keep_their_state_on_the_host():
+    gpu = torch.device("cuda")
+    long = dict(CALL, frames=1000)
+    plan, _ = M.plan_sampler("fast", device=gpu, free_bytes=80 * GIB, **long)
+    assert plan.windows_per_forward > 1 and not plan.state_on_device and plan.pose_cache_bytes <= M.POSE_CACHE_MAX
+    plan, _ = M.plan_sampler("fast", device=gpu, free_bytes=16 * GIB, **long)
+    assert plan.windows_per_forward == 1
+
+
+def test_low_mode_that_cannot_fit_says_what_would():
+    with pytest.raises(MemoryError, match=r"low-VRAM mode at 784x784.*Try a working size of about \d+x\d+"):
+        M.plan_sampler("low", device=torch.device("cuda"), free_bytes=3 * GIB, **CALL)
+    with pytest.raises(ValueError, match="memory must be one of auto, fast, low"):
+        M.plan_sampler("fastest", device=torch.device("cpu"), free_bytes=None, **CALL)
+
+
+def test_estimates_follow_the_official_peaks():
+    # 784x784 24 frames with guidance: the official 14.1 GiB minus its ~4.8 GiB of fp16 weights
+    act = M.forward_activations(784, 784, 48, torch.float16) / GIB
+    assert 8.5 < act < 10.0
+    low = {k: v for k, v in CALL.items() if k != "overlap"}
+    assert M.estimate("low", **dict(low, weight_bytes=0)).activations < act * GIB / 2
