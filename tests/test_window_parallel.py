@@ -160,6 +160,20 @@ def test_without_ray_the_error_says_how_to_install_it(monkeypatch):
         W.WindowParallel(["cpu", "cpu"])
     with pytest.raises(remote.RayMissingError, match="pip install ray"):
         remote.require_ray()
+    # the sampler node's path: 'auto' and one device never need ray; two devices say how to get it
+    assert W.executor_for("auto", "cpu") is None and W.executor_for("cpu", "cpu") is None
+    with pytest.raises(remote.RayMissingError, match=r"devices 'cpu,cpu'.*pip install ray"):
+        W.executor_for("cpu,cpu", "cpu")
+
+
+def test_one_device_must_be_the_hosts_own(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert W.executor_for("cuda:1", "cuda:1") is None  # runs as 'auto'
+    with pytest.raises(D.DeviceListError, match=r"names one device, cuda:1, but this process computes on cuda:0"):
+        W.executor_for("cuda:1", "cuda:0")
+    with pytest.raises(D.DeviceListError, match="computes on cpu"):
+        W.executor_for("cuda:0", "cpu")
 
 
 def test_the_pack_imports_and_samples_without_ray(tmp_path):
@@ -179,3 +193,23 @@ def test_the_pack_imports_and_samples_without_ray(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_workers_find_the_pack_under_any_name(tmp_path):
+    # ComfyUI imports the pack under its folder's name (it may hold dots); python -m from the pack's
+    # folder makes 'models' the top package. The workers register the same name from the same folder.
+    code = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('hosts.My-Pack', 'ROOT/__init__.py',\n"
+        "                                              submodule_search_locations=['ROOT'])\n"
+        "m = importlib.util.module_from_spec(spec); sys.modules['hosts.My-Pack'] = m; spec.loader.exec_module(m)\n"
+        "remote = importlib.import_module('hosts.My-Pack.models.distributed.remote')\n"
+        "print(remote.pack_location())\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", code.replace("ROOT", root)], capture_output=True, text=True,
+                          timeout=60, cwd="/")
+    assert done.stdout.strip() == str(("hosts.My-Pack", root, "hosts.My-Pack.models")), done.stderr[-2000:]
+    done = subprocess.run([sys.executable, "-c", "from models.distributed import remote; print(remote.pack_location())"],
+                          capture_output=True, text=True, timeout=60, cwd=root)
+    assert done.stdout.strip() == str(("models", os.path.join(root, "models"), "models")), done.stderr[-2000:]

@@ -488,6 +488,9 @@ def run_manifest(manifest=None, *, jobs: list[Job] | None = None, checkpoints: s
                 job = pending.pop(ref)
                 try:
                     result = ray.get(ref)
+                except ray.exceptions.RayTaskError as e:  # the job raised something run_job does not expect
+                    cause = e.cause if getattr(e, "cause", None) is not None else e
+                    result = {"status": "failed", "message": f"{type(cause).__name__}: {cause}"}
                 except ray.exceptions.RayError as e:  # the worker died more often than max_retries allows
                     result = {"status": "failed", "message": f"the job's worker died ({type(e).__name__}) and "
                                                              f"{max_retries} retries did not finish it: {e}"}

@@ -49,11 +49,12 @@ def ensure_local_runtime(num_cpus: int | None = None, address: str | None = None
 
 def pack_location() -> tuple[str, str, str]:
     """(top package name, its folder, the name of the ``models`` package inside it), as this process has them."""
-    parts = __name__.split(".")  # <top...>.models.distributed.remote, or models.distributed.remote
-    models = ".".join(parts[:-2])
-    top = parts[0]
-    folder = Path(__file__).resolve().parents[len(parts) - 2]
-    return top, str(folder), models
+    models = __name__.rsplit(".distributed.", 1)[0]  # '<pack>.models', or 'models' (python -m models....)
+    here = Path(__file__).resolve()
+    if models == "models":
+        return "models", str(here.parents[1]), models
+    # The pack's own name, whatever its host calls it (it may hold dots: 'custom_nodes.ComfyUI-MIMO').
+    return models.rsplit(".models", 1)[0], str(here.parents[2]), models
 
 
 _BOOT_SOURCE = '''
