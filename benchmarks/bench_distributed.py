@@ -103,7 +103,7 @@ def main(argv=None) -> list[dict]:
     if cpu:
         torch.set_num_threads(args.threads)
     nets = networks(args.full, devices[0], dtype)
-    ray.init(num_cpus=max(args.workers), include_dashboard=False, configure_logging=False)
+    ray.init(address="local", num_cpus=max(args.workers), include_dashboard=False, configure_logging=False)
     stride = args.context_frames - args.overlap
     results = []
     for workers in args.workers:

@@ -25,7 +25,7 @@ SMALL = {"width": 64, "height": 64, "steps": 1, "context_frames": 8, "overlap": 
 @pytest.fixture(scope="module")
 def runtime():
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, configure_logging=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, configure_logging=False)
     yield ray
     ray.shutdown()
 

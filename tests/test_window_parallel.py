@@ -30,7 +30,7 @@ def runtime():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     if not ray.is_initialized():
-        ray.init(num_cpus=3, include_dashboard=False, configure_logging=False)
+        ray.init(address="local", num_cpus=3, include_dashboard=False, configure_logging=False)
     yield ray
     W._POOLS.clear()
     ray.shutdown()

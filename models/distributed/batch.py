@@ -462,9 +462,11 @@ def run_manifest(manifest=None, *, jobs: list[Job] | None = None, checkpoints: s
     if todo:
         if not ray.is_initialized():
             remote.ensure_local_runtime(num_cpus=num_cpus, address=address)
-        events = remote.actor("distributed.batch", "EventLog", num_cpus=0)
-        task = remote.task("distributed.batch", "run_job", num_cpus=cpus_per_job, num_gpus=gpus_per_job,
-                           max_retries=max_retries, retry_exceptions=False)
+        # portable: jobs and results are plain values, so workers on machines without the pack (it
+        # arrives through the runtime_env when joining a cluster) import the code as 'models'
+        events = remote.actor("distributed.batch", "EventLog", portable=True, num_cpus=0)
+        task = remote.task("distributed.batch", "run_job", portable=True, num_cpus=cpus_per_job,
+                           num_gpus=gpus_per_job, max_retries=max_retries, retry_exceptions=False)
         threads = max(1, int(cpus_per_job)) if cpus_per_job else None
         pending = {}
         for job, inputs in todo:

@@ -42,9 +42,15 @@ def ensure_local_runtime(num_cpus: int | None = None, address: str | None = None
         cpus = num_cpus if num_cpus is not None else max(1, os.cpu_count() or 1)
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True,
                  configure_logging=False)
-    else:
-        ray.init(address=address, log_to_driver=True, configure_logging=False)
+    else:  # another machine's workers may not have the pack: its models/ folder travels with the job
+        ray.init(address=address, log_to_driver=True, configure_logging=False, runtime_env=cluster_runtime_env())
     return ray
+
+
+def cluster_runtime_env() -> dict:
+    """Ray's runtime_env shipping ``models/`` (pure Python, under 1 MB) to every worker, where it is
+    importable as the top package ``models`` (what ``portable`` tasks and actors import)."""
+    return {"py_modules": [str(Path(__file__).resolve().parents[1])], "excludes": ["__pycache__"]}
 
 
 def pack_location() -> tuple[str, str, str]:
@@ -59,9 +65,9 @@ def pack_location() -> tuple[str, str, str]:
 
 _BOOT_SOURCE = '''
 def _register(top, folder):
-    import importlib.util, sys
-    if top in sys.modules:
-        return
+    import importlib.util, os, sys
+    if top in sys.modules or not os.path.isdir(folder):
+        return  # a worker on another machine: the runtime_env made ``models`` importable
     spec = importlib.util.spec_from_file_location(top, folder + "/__init__.py", submodule_search_locations=[folder])
     module = importlib.util.module_from_spec(spec)
     sys.modules[top] = module
@@ -91,18 +97,28 @@ exec(compile(_BOOT_SOURCE, "<mimo remote boot>", "exec"), _boot)
 assert "mimo_remote_boot" not in sys.modules
 
 
-def actor(module: str, cls: str, *args, **options):
+def _location(portable: bool) -> tuple[str, str, str]:
+    if portable:  # plain values in and out only: the workers may import the code as 'models'
+        return "models", str(Path(__file__).resolve().parents[1]), "models"
+    return pack_location()
+
+
+def actor(module: str, cls: str, *args, portable: bool = False, **options):
     """A Ray actor holding ``<models>.<module>.<cls>(*args)`` (args: plain Python values); call its
-    methods with ``handle.call.remote('method', ...)``. ``options``: Ray actor options."""
+    methods with ``handle.call.remote('method', ...)``. ``options``: Ray actor options. ``portable``:
+    the code is imported as the top package ``models`` in the workers, so it runs on machines that got
+    ``models/`` through ``cluster_runtime_env`` too; only plain values (no objects of the pack) may
+    then go in and out."""
     ray = require_ray()
-    top, folder, models = pack_location()
+    top, folder, models = _location(portable)
     return ray.remote(_boot["Host"]).options(**options).remote(top, folder, f"{models}.{module}", cls, *args)
 
 
-def task(module: str, function: str, **options):
-    """A Ray remote function running ``<models>.<module>.<function>``; call ``.remote(*args)``."""
+def task(module: str, function: str, portable: bool = False, **options):
+    """A Ray remote function running ``<models>.<module>.<function>``; call ``.remote(*args)``
+    (``portable``: as for ``actor``)."""
     ray = require_ray()
-    top, folder, models = pack_location()
+    top, folder, models = _location(portable)
     remote = ray.remote(_boot["host_task"]).options(**options)
 
     class _Bound:
