@@ -46,7 +46,7 @@ class MIMOSampler(io.ComfyNode):
                                        "784x784). low: for 8 GB cards, about half as fast (guidance halves one "
                                        "after the other, the other MIMO networks off the GPU while denoising). "
                                        "auto: fast when it fits the free memory, low with --lowvram/--novram."),
-                io.String.Input("devices", default="auto",
+                io.String.Input("devices", default="auto", optional=True,
                                 tooltip="Where the context windows are computed. auto: ComfyUI's device, as always. "
                                         "A comma list such as 'cuda:0,cuda:1' (or 'cpu,cpu'): one Ray worker per "
                                         "entry, each holding the denoiser once; every step each worker computes "
