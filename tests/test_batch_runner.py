@@ -89,8 +89,9 @@ def test_a_manifest_runs_reports_failures_and_reruns_skip(assets, runtime):
 
 def test_a_worker_killed_mid_job_has_the_job_retried(assets, runtime):
     manifest = write_manifest(assets, [{"name": "long", "character": "char.png", "motion": "walk_poses.npz",
-                                        "output": "out/long.mp4", "steps": 3}], name="kill.json")
-    killed = []
+                                        "output": "out/long.mp4", "steps": 12,
+                                        "width": 128, "height": 128}], name="kill.json")
+    killed = []  # 12 steps: the job is still running when the driver hears of its first one
 
     def kill_first_worker(event):
         if event[0] == "step" and not killed:  # the job is under way in this worker process
