@@ -58,4 +58,18 @@ if [ $CPU = 1 ]; then run $PY -m benchmarks.gpu_comfy --cpu; else
     run $PY -m benchmarks.gpu_comfy; run $PY -m benchmarks.gpu_comfy --lowvram; fi
 # 5. the torch rasterizer (goal on a GPU: >= 400 frames/s at 784x784)
 run $PY -m benchmarks.bench_rasterizer --width $S --height $S --frames 8 --device $DEV --backend torch
+# 6. the window-parallel sampler (needs ray): every CUDA device one worker, or two workers on one GPU
+#    (same bits as one device, and the overhead per step); tiny weights on the CPU run
+if $PY -c "import ray" 2>/dev/null; then
+    if [ $CPU = 1 ]; then
+        run $PY -m benchmarks.bench_distributed --workers 2 --windows-per-worker 1 2 --steps 3
+    else
+        N=$($PY -c "import torch; print(torch.cuda.device_count())")
+        DEVS=$($PY -c "import sys; n=int(sys.argv[1]); print(','.join(f'cuda:{i}' for i in range(n)) if n > 1 else 'cuda:0')" "$N")
+        run $PY -m benchmarks.bench_distributed --devices $DEVS --workers 1 2 $([ "$N" -ge 4 ] && echo 4) \
+            --windows-per-worker 1 2 --full --width 512 --height 512 --dtype fp16 --context-frames 24 --overlap 4 --steps 3
+    fi
+else
+    echo '{"check": "window_parallel", "skipped": "ray is not installed (pip install ray)"}'
+fi
 exit $status

@@ -100,3 +100,39 @@ def test_cancel_stops_the_sampler(server):
     assert time.monotonic() - start < 60
     kinds = [m[0] for m in entry["status"]["messages"]]
     assert "execution_interrupted" in kinds, kinds
+
+
+def _sampler_latent(server, tag: str, **sampler):
+    from safetensors.torch import load_file
+
+    prompt = demo_prompt(server, **sampler)
+    sampler_id = next(k for k, n in prompt.items() if n["class_type"] == "MIMOSampler")
+    prompt["keep"] = {"class_type": "SaveLatent", "inputs": {"samples": [sampler_id, 0],
+                                                             "filename_prefix": f"mimo/devices_{tag}"}}
+    result = server.run(prompt, timeout=600, check=True)
+    latent = next(f for f in server.output_files(result) if f.suffix == ".latent")
+    return load_file(str(latent))["latent_tensor"]
+
+
+def test_devices_spread_the_windows_and_give_the_same_latent(server):
+    import torch
+
+    pytest.importorskip("ray")
+    # 8 frames in windows of 4 overlapping by 1: 3 windows, over 2 CPU workers (2 + 1)
+    call = dict(steps=2, context_frames=4, overlap=1, seed=5)
+    one = _sampler_latent(server, "auto", devices="auto", **call)
+    two = _sampler_latent(server, "cpu2", devices="cpu, cpu", **call)
+    assert one.shape == (8, 4, 8, 8) and torch.equal(one, two)
+    again = _sampler_latent(server, "cpu2b", devices="cpu,cpu", **call)  # the workers are reused
+    assert torch.equal(one, again)
+
+
+@pytest.mark.parametrize("devices,message", [
+    ("gpu7", "Unknown device 'gpu7'"),
+    ("cuda:0,cuda:1", "does not exist: no CUDA device is available"),
+    ("cpu,cuda:0", "does not exist"),
+])
+def test_bad_device_lists_are_refused_with_the_fix(server, devices, message):
+    result = server.run(demo_prompt(server, devices=devices), timeout=300)
+    assert not result.ok and result.error["node_type"] == "MIMOSampler"
+    assert message in result.error["exception_message"]

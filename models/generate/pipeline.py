@@ -137,9 +137,12 @@ def sample(
     callback=None,
     plan: SamplerPlan | None = None,
     before_denoise=None,
+    executor=None,
 ) -> torch.Tensor:
     """Returns scaled latents [F,4,H/8,W/8] (float32, CPU).
 
+    ``executor``: where the windows are computed (``sampler.WindowExecutor``, e.g.
+    ``models.distributed.window_parallel.WindowParallel``); None: on the denoiser's device.
     ``before_denoise`` is called once the encoders are done. The pose features are computed window by window from the motion at the working size (uint8 on
     the host), so device memory does not grow with the number of frames."""
     check_size(width, height)
@@ -161,7 +164,8 @@ def sample(
     if before_denoise is not None:
         before_denoise()  # e.g. low-VRAM mode: the encoders leave the GPU
     latents = denoise(models.denoiser, kv, identity.clip_embeds, pose, scene.latents, noise, steps=steps, cfg=cfg,
-                      context_frames=context_frames, overlap=overlap, callback=callback, plan=plan)
+                      context_frames=context_frames, overlap=overlap, callback=callback, plan=plan,
+                      executor=executor)
     return latents.cpu()
 
 

@@ -235,11 +235,16 @@ def denoise(
     overlap: int = 4,
     callback: Callable[[SamplerProgress], None] | None = None,
     plan: "SamplerPlan | None" = None,
+    executor: "WindowExecutor | None" = None,
 ) -> torch.Tensor:
     """Returns the final latents [F,4,h,w] (scaled by 0.18215, float32, on the plan's state device).
 
     clip_embeds [1,D]; pose: features [F,C0,h,w] or a ``PoseFeatures``; scene_latents [F,4,h,w] or
     [1,4,h,w] (static); noise [F,4,h,w] (the initial latents).
+
+    ``executor``: where the windows are computed (``WindowExecutor``; e.g. the window-parallel one in
+    ``models.distributed``); None: here, on the denoiser's device. The averaging and the scheduler
+    step stay in this loop either way, in the same order, so every executor gives the same bits.
     """
     frames = noise.shape[0]
     if len(pose) != frames:
@@ -260,6 +265,9 @@ def denoise(
     for index in indices:
         counter.index_add_(0, index, torch.ones(len(index), 1, 1, 1, device=state))
     latents = noise.to(state, torch.float32) * scheduler.init_noise_sigma
+    if executor is not None:
+        with executor.video(predict, plan, windows, groups) as run:
+            return _steps(predict, scheduler, latents, indices, groups, counter, steps, callback, run)
     if hasattr(unet, "set_row_chunk"):
         unet.set_row_chunk(plan.row_chunk)
     try:
@@ -269,14 +277,44 @@ def denoise(
             unet.set_row_chunk(0)
 
 
-def _steps(predict, scheduler, latents, indices, groups, counter, steps, callback) -> torch.Tensor:
+class WindowExecutor:
+    """Computes the windows of a video somewhere else than the step loop (the loop keeps the averaging
+    and the scheduler step). ``video(predict, plan, windows, groups)`` is a context manager entered once
+    per video: it gets the ``WindowPredictor`` holding everything fixed for the video (to be sent once)
+    and yields ``run(inputs, t)``, which takes every group of one step as ``(group, xs)`` (xs: the
+    scheduler-scaled latents of the group's windows, float32 on the host) and yields each group's
+    predictions (one float32 v per window, on any device) in the order of ``inputs``. The step state
+    stays where the local loop keeps it (``plan.state_on_device``), so the scheduler step is the same."""
+
+    def video(self, predict: WindowPredictor, plan: SamplerPlan, windows: list[list[int]],
+              groups: list[list[int]]):
+        raise NotImplementedError
+
+
+def _local_groups(predict, scheduler, latents, indices, groups, t):
+    t_model = t.to(predict.device)
+    for group in groups:
+        chosen = [indices[w] for w in group]
+        yield group, chosen, predict.predict([scheduler.scale_model_input(latents[i], t) for i in chosen], chosen,
+                                             t_model)
+
+
+def _remote_groups(run, scheduler, latents, indices, groups, t):
+    inputs = [(group, [scheduler.scale_model_input(latents[indices[w]], t) for w in group]) for group in groups]
+    results = iter(run(inputs, t))
+    for group, _ in inputs:
+        yield group, [indices[w] for w in group], next(results)
+    if next(results, None) is not None:  # also lets the executor finish its step
+        raise RuntimeError("The window executor returned more groups than it was given.")
+
+
+def _steps(predict, scheduler, latents, indices, groups, counter, steps, callback, run=None) -> torch.Tensor:
     state, windows = latents.device, len(indices)
     for step, t in enumerate(scheduler.timesteps):
         prediction = torch.zeros_like(latents)
-        t_model = t.to(predict.device)
-        for group in groups:
-            chosen = [indices[w] for w in group]
-            vs = predict.predict([scheduler.scale_model_input(latents[i], t) for i in chosen], chosen, t_model)
+        results = _local_groups(predict, scheduler, latents, indices, groups, t) if run is None \
+            else _remote_groups(run, scheduler, latents, indices, groups, t)
+        for group, chosen, vs in results:
             for w, index, v in zip(group, chosen, vs):
                 prediction.index_add_(0, index, v.to(state))
                 if callback is not None and w < windows - 1:

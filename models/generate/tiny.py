@@ -128,3 +128,23 @@ def write_tiny_weights(models_dir: str | Path, seed: int = 0, dtype: torch.dtype
     save_file({k: v.contiguous() for k, v in encoder.state_dict().items()}, str(paths["image_encoder"]))
     paths["image_encoder"].with_suffix(".json").write_text(json.dumps(TINY_CLIP, indent=1))
     return paths
+
+
+def write_tiny_official(root: str | Path, seed: int = 0) -> Path:
+    """The tiny model set in the official release's ``pretrained_weights/`` layout (what
+    ``loading.MIMOFiles.official_layout`` reads): the four ``.pth`` files, ``sd-vae-ft-mse/`` and
+    ``image_encoder/`` folders. Returns ``root``."""
+    import shutil
+    import tempfile
+
+    root = Path(root)
+    (root / "sd-vae-ft-mse").mkdir(parents=True, exist_ok=True)
+    (root / "image_encoder").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = write_tiny_weights(tmp, seed)
+        for slot in ("denoising_unet", "reference_unet", "pose_guider", "motion_module"):
+            shutil.copyfile(paths[slot], root / f"{slot}.pth")
+        shutil.copyfile(paths["vae"], root / "sd-vae-ft-mse" / "diffusion_pytorch_model.safetensors")
+        shutil.copyfile(paths["image_encoder"], root / "image_encoder" / "model.safetensors")
+        (root / "image_encoder" / "config.json").write_text(json.dumps(TINY_CLIP, indent=1))
+    return root

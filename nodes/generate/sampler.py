@@ -5,6 +5,7 @@ import torch
 from comfy_api.latest import io
 
 from ...models import image_ops
+from ...models.distributed import window_parallel
 from ...models.generate import memory_modes, pipeline
 from ...models.generate.sampler import progress_ticks
 from ..runtime import SamplerReporter, cancellable, check_host_memory, check_motion_frames, sampler_plan
@@ -45,6 +46,14 @@ class MIMOSampler(io.ComfyNode):
                                        "784x784). low: for 8 GB cards, about half as fast (guidance halves one "
                                        "after the other, the other MIMO networks off the GPU while denoising). "
                                        "auto: fast when it fits the free memory, low with --lowvram/--novram."),
+                io.String.Input("devices", default="auto", optional=True,
+                                tooltip="Where the context windows are computed. auto: ComfyUI's device, as always. "
+                                        "A comma list such as 'cuda:0,cuda:1' (or 'cpu,cpu'): one Ray worker per "
+                                        "entry, each holding the denoiser once; every step each worker computes "
+                                        "its share of the windows and the results are averaged exactly as on one "
+                                        "device (same output). Needs 'pip install ray'; a local Ray runtime starts "
+                                        "on the first run with two or more devices and is reused. The memory mode "
+                                        "is planned for ComfyUI's device and used by every worker."),
                 io.Noise.Input("noise", optional=True,
                                tooltip="Initial noise from a core noise node (e.g. RandomNoise) instead of the seed."),
             ],
@@ -54,8 +63,9 @@ class MIMOSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, mimo_model, identity, motion, scene, width, height, seed, steps, cfg, context_frames,
-                overlap, memory="auto", noise=None) -> io.NodeOutput:
+                overlap, memory="auto", devices="auto", noise=None) -> io.NodeOutput:
         pipeline.check_size(width, height)
+        executor = window_parallel.executor_for(devices, mm.get_torch_device())  # checks the list first
         frames = motion.shape[0]
         on_cpu = mm.get_torch_device().type == "cpu"
         need = memory_modes.host_bytes(width=width, height=height, frames=frames, context_frames=context_frames,
@@ -80,6 +90,6 @@ class MIMOSampler(io.ComfyNode):
             latents = pipeline.sample(
                 models, identity, image_ops.uint8_frames(motion), scene, width, height, steps=steps, cfg=cfg,
                 context_frames=context_frames, overlap=overlap, seed=seed, noise=initial, callback=reporter,
-                plan=plan, before_denoise=before_denoise,
+                plan=plan, before_denoise=before_denoise, executor=executor,
             )
         return io.NodeOutput({"samples": latents / pipeline.LATENT_SCALE}, ui=warning)
