@@ -148,3 +148,16 @@ def test_the_command_line_runs_from_the_pack_root(tmp_path):
     usage = subprocess.run([sys.executable, "-m", "models.distributed.batch", "--help"], cwd=ROOT,
                            capture_output=True, text=True, timeout=60)
     assert usage.returncode == 0 and "--checkpoints" in usage.stdout and "--address" in usage.stdout
+
+
+def test_choice_settings_are_checked_before_sending(tmp_path):
+    from mimo_pack.models.distributed.manifest import check_job, make_job
+
+    (tmp_path / "c.png").write_bytes(b"x")
+    (tmp_path / "m.npz").write_bytes(b"x")
+    for key, bad in (("camera", "orbit"), ("facing", "back"), ("floor", "ceiling"), ("precision", "fp8")):
+        job = make_job({"character": "c.png", "motion": "m.npz", "output": "o.mp4", key: bad}, 0, tmp_path)
+        with pytest.raises(B.ManifestError, match=f"{key}='{bad}' is not one of"):
+            check_job(job)
+    check_job(make_job({"character": "c.png", "motion": "m.npz", "output": "o.mp4", "floor": "as captured"}, 0,
+                       tmp_path))

@@ -15,6 +15,7 @@ COMMON_FPS = (8.0, 10.0, 12.0, 15.0, 24000 / 1001, 24.0, 25.0, 30000 / 1001, 30.
               1000.0)
 SNAP_TOLERANCE = 1e-4  # relative
 FACING = ("keep", "face camera (first frame)", "face camera (average)")
+FLOORS = ("feet on the floor", "as captured")  # AMASS: the posed mesh's lowest point at y = 0, or the capture's
 
 
 def snap_fps(fps: float, tolerance: float = SNAP_TOLERANCE) -> float:
@@ -104,3 +105,18 @@ def place(motion: Motion, facing: str, rest_pelvis, ground_body=None, centre_sta
     if ground_body is None:
         return motion
     return ground(centre(motion, rest_pelvis) if centre_start else motion, ground_body)
+
+
+def cut_clip(motion: Motion, fps: float, start_frame: int, max_frames: int, facing: str, rest_pelvis,
+             ground_body=None, centre_start: bool = True, source: str = "the motion") -> Motion:
+    """What the motion loaders do: resample to ``fps`` (0: keep the source's), keep ``max_frames`` (0: all)
+    from ``start_frame`` (at the output fps), then ``place`` the kept frames."""
+    from .checks import MotionError
+
+    if fps > 0:
+        motion = motion.resample(fps)
+    if start_frame >= motion.frames:
+        raise MotionError(f"start_frame {start_frame} is past the end of {source}: it has {motion.frames} frames at "
+                          f"{motion.fps:g} fps. Use a start_frame below {motion.frames}.")
+    end = motion.frames if max_frames <= 0 else min(motion.frames, start_frame + max_frames)
+    return place(motion.trim(start_frame, end), facing, rest_pelvis, ground_body, centre_start)

@@ -22,7 +22,6 @@ log = logging.getLogger("MIMO")
 
 AMASS_EXTS = (".npz",)
 MIXAMO_EXTS = (".fbx", ".bvh")
-AMASS_FLOOR = ("feet on the floor", "as captured")
 
 
 def _is_shape_file(name: str) -> bool:
@@ -67,16 +66,9 @@ def clip_outputs() -> list:
 
 def finish(motion, fps: float, start_frame: int, max_frames: int, file: str, facing: str, rest_pelvis,
            ground_body=None, centre: bool = True) -> io.NodeOutput:
-    """Resample, trim, then on the kept frames only: facing, and (with ``ground_body``) the pelvis
-    centred at the start (``centre``) and the posed mesh's lowest point on the floor (y = 0)."""
-    if fps > 0:
-        motion = motion.resample(fps)
-    if start_frame >= motion.frames:
-        raise ValueError(f"start_frame {start_frame} is past the end of '{file}': it has {motion.frames} frames at "
-                         f"{motion.fps:g} fps. Use a start_frame below {motion.frames}.")
-    end = motion.frames if max_frames <= 0 else min(motion.frames, start_frame + max_frames)
-    motion = motion.trim(start_frame, end)
-    motion = placement.place(motion, facing, rest_pelvis, ground_body, centre)
+    """The loaders' outputs for the clip cut and placed by ``placement.cut_clip``."""
+    motion = placement.cut_clip(motion, fps, start_frame, max_frames, facing, rest_pelvis, ground_body, centre,
+                                source=f"'{file}'")
     log.info("Motion '%s': %d frames at %g fps.", file, motion.frames, motion.fps)
     return io.NodeOutput(motion, motion.fps, motion.frames)
 
@@ -98,7 +90,7 @@ class MIMOLoadAMASS(io.ComfyNode):
                                        "(shape.npz, *_stagei.npz) are not motions and are not listed. AMASS data "
                                        "is non-commercial and registration-only: use your own download."),
                 *clip_inputs("clip"),
-                io.Combo.Input("floor", options=list(AMASS_FLOOR), default=AMASS_FLOOR[0], optional=True,
+                io.Combo.Input("floor", options=list(placement.FLOORS), default=placement.FLOORS[0], optional=True,
                                tooltip="feet on the floor: the clip is moved up or down so that the lowest point "
                                        "of the posed mesh over the kept frames (the soles, for a standing clip) "
                                        "is at y = 0 (captures often sit a few cm below their floor once posed "
@@ -122,9 +114,9 @@ class MIMOLoadAMASS(io.ComfyNode):
 
     @classmethod
     def execute(cls, file, fps, start_frame, max_frames, facing="keep", floor=None, body=None) -> io.NodeOutput:
-        floor = floor or AMASS_FLOOR[0]
-        if floor not in AMASS_FLOOR:
-            raise ValueError(f"floor must be one of {', '.join(AMASS_FLOOR)}; got {floor!r}.")
+        floor = floor or placement.FLOORS[0]
+        if floor not in placement.FLOORS:
+            raise ValueError(f"floor must be one of {', '.join(placement.FLOORS)}; got {floor!r}.")
         path = folders.resolve(folders.INPUT, file, "AMASS motion")
         motion = load_amass(path, rest_pelvis=None if body is None else rest_pelvis(body))
         ground_body = None if floor == "as captured" else demo_body() if body is None else body
