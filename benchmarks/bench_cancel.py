@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
     from mimo_pack.benchmarks.bench_sampler import build_models, build_tiny_models
     from mimo_pack.models.composite import template as tp
     from mimo_pack.models.decompose import depth, inpaint, tiny_models
-    from mimo_pack.models.generate import pipeline
+    from mimo_pack.models.generate import memory_modes, pipeline
     from mimo_pack.models.render import render_motion
     from mimo_pack.models.render.camera import auto_camera
 
@@ -70,8 +70,10 @@ def main(argv=None) -> dict:
     identity = pipeline.encode_identity(models, rng.integers(0, 256, (s, s, 3), dtype=np.uint8), s, s)
     scene = pipeline.encode_scene(models, None, s, s)
     motion = rng.integers(0, 256, (n, s, s, 3), dtype=np.uint8)
+    plan, _ = memory_modes.plan_sampler("auto", device=device, free_bytes=None, width=s, height=s, frames=n,
+                                        context_frames=24, overlap=4, cfg=3.5, dtype=torch.float32, weight_bytes=0)
     out["sampler"] = measure(lambda g: pipeline.sample(models, identity, motion, scene, s, s, steps=args.steps,
-                                                       cfg=3.5, callback=g))
+                                                       cfg=3.5, callback=g, plan=plan))  # the node's plan
     latents = torch.randn(min(n, 8), 4, s // 8, s // 8)
     out["decode"] = measure(lambda g: pipeline.decode_latents(models, latents))
     del models

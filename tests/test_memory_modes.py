@@ -81,6 +81,8 @@ CALL = dict(width=784, height=784, frames=24, context_frames=24, overlap=4, cfg=
 def test_cpu_runs_the_fast_plan_one_window_at_a_time():
     plan, mode = M.plan_sampler("auto", device=torch.device("cpu"), free_bytes=None, **CALL)
     assert mode == "fast" and plan.windows_per_forward == 1 and not plan.sequential_guidance
+    assert plan.row_chunk == M.CPU_ROW_CHUNK  # layers in 4-frame pieces: Cancel is checked between them
+    assert M.plan_sampler("fast", device=torch.device("cuda"), free_bytes=40 * GIB, **CALL)[0].row_chunk == 0
 
 
 def test_auto_picks_low_when_fast_does_not_fit_or_lowvram_is_set():

@@ -50,7 +50,15 @@ class GEGLUFeedForward(nn.Module):
         proj.proj = nn.Linear(dim, inner * 2)
         self.net = nn.ModuleList([proj, nn.Dropout(0.0), nn.Linear(inner, dim)])
 
+    row_chunk = 0  # >0: at most this many rows at a time (every token is independent here)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self.row_chunk
+        if 0 < rows < x.shape[0]:
+            return torch.cat([self._forward(x[i:i + rows]) for i in range(0, x.shape[0], rows)])
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden, gate = self.net[0].proj(x).chunk(2, dim=-1)
         return self.net[2](hidden * F.gelu(gate))
 

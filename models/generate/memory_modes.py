@@ -22,6 +22,9 @@ GIB = 2**30
 ACTIVATION_PER_LATENT_PIXEL = 21.5 * 1024  # bytes per latent pixel per image in a forward, 16-bit
 LOW_ACTIVATION_SHARE = 0.6  # chunked resnets/attention keep the skips, drop most transients (estimate)
 LOW_ROW_CHUNK = 4  # frames at a time through resnets and spatial attention in low mode
+# On the CPU one full-size layer over a whole window (48 images with guidance) takes 1-2.5 s, longer
+# than Cancel may wait: there resnets and spatial attention also go 4 frames at a time (no slower).
+CPU_ROW_CHUNK = 4
 STATE_ON_DEVICE_MAX = 256 * 2**20  # latents + accumulators larger than this live on the host
 POSE_CACHE_MAX = 1 * GIB  # device memory for cached pose features in fast mode
 MAX_WINDOWS_PER_FORWARD = 4
@@ -100,7 +103,8 @@ def plan_sampler(mode: str, *, device: torch.device, free_bytes: int | None, wid
     cache = min(POSE_CACHE_MAX, pose) if budget is None else min(POSE_CACHE_MAX, pose, max(
         0, budget - estimate("fast", windows_per_forward=per_forward, **common).total))
     return SamplerPlan(windows_per_forward=per_forward, sequential_guidance=False, pose_cache_bytes=int(cache),
-                       state_on_device=state_bytes(frames, width, height) <= STATE_ON_DEVICE_MAX), "fast"
+                       state_on_device=state_bytes(frames, width, height) <= STATE_ON_DEVICE_MAX,
+                       row_chunk=CPU_ROW_CHUNK if device.type == "cpu" else 0), "fast"
 
 
 def _too_big(need: MemoryEstimate, budget: int, width: int, height: int, context_frames: int) -> str:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
-from .attention import ReferenceContext, SpatialTransformer
+from .attention import GEGLUFeedForward, ReferenceContext, SpatialTransformer
 from .motion_module import MotionModule
 
 SD15_BLOCK_OUT = (320, 640, 1280, 1280)
@@ -105,8 +105,14 @@ class Upsample(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
+    row_chunk = 0  # >0: at most this many frames at a time (each frame is independent)
+
     def forward(self, x, size):
         # Explicit sizes: 98 -> 49 -> 25 -> 13 on the way down must come back to 25 -> 49 -> 98.
+        rows = self.row_chunk
+        if 0 < rows < x.shape[0]:
+            return torch.cat([self.conv(F.interpolate(x[i:i + rows], size=size, mode="nearest"))
+                              for i in range(0, x.shape[0], rows)])
         return self.conv(F.interpolate(x, size=size, mode="nearest"))
 
 
@@ -213,10 +219,11 @@ class MIMOUNet(nn.Module):
         return self.conv_in.weight.dtype
 
     def set_row_chunk(self, rows: int) -> None:
-        """Run resnets and spatial transformers on at most ``rows`` frames at a time (0: all at once).
-        Frames are independent there, so the result is the same; peak activations shrink."""
+        """Run resnets, upsamplers, spatial transformers and feed-forwards on at most ``rows`` frames
+        (rows of tokens) at a time (0: all at once). Those are independent there, so the result is the
+        same; peak activations shrink, and each piece is short enough for a cancel point between."""
         for m in self.modules():
-            if isinstance(m, (ResnetBlock, SpatialTransformer)):
+            if isinstance(m, (ResnetBlock, Upsample, SpatialTransformer, GEGLUFeedForward)):
                 m.row_chunk = int(rows)
 
     def transformer_blocks(self) -> dict[str, nn.Module]:
