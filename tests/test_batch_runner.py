@@ -161,3 +161,16 @@ def test_choice_settings_are_checked_before_sending(tmp_path):
             check_job(job)
     check_job(make_job({"character": "c.png", "motion": "m.npz", "output": "o.mp4", "floor": "as captured"}, 0,
                        tmp_path))
+
+
+def test_an_unreachable_cluster_is_a_clear_error(monkeypatch):
+    from mimo_pack.models.distributed import remote
+
+    def refuse(**kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(remote.ClusterUnreachableError, match=r"Could not join the Ray cluster at '10.0.0.9:6379' "
+                                                            r"\(Failed to connect.*RAY_AUTH_MODE.*local runtime"):
+        remote.ensure_local_runtime(address="10.0.0.9:6379")

@@ -22,6 +22,10 @@ class RayMissingError(MIMOInputError):
     """Ray is needed (several devices, the batch runner) but not installed."""
 
 
+class ClusterUnreachableError(MIMOInputError):
+    """The Ray cluster given by address could not be joined."""
+
+
 def require_ray(what: str = "Sampling on several devices"):
     """The ``ray`` module, or a ``RayMissingError`` saying how to install it."""
     try:
@@ -43,7 +47,16 @@ def ensure_local_runtime(num_cpus: int | None = None, address: str | None = None
         ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True,
                  configure_logging=False)
     else:  # another machine's workers may not have the pack: its models/ folder travels with the job
-        ray.init(address=address, log_to_driver=True, configure_logging=False, runtime_env=cluster_runtime_env())
+        try:
+            ray.init(address=address, log_to_driver=True, configure_logging=False,
+                     runtime_env=cluster_runtime_env())
+        except (ConnectionError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ClusterUnreachableError(
+                f"Could not join the Ray cluster at {address!r} ({first}). Check the address (`ray status` on "
+                "the head shows it), that the head is running, and, where the cluster uses token "
+                "authentication, that this machine has the same RAY_AUTH_MODE and token (RAY_AUTH_TOKEN or "
+                "~/.ray/auth_token). Leave the address out to run on a local runtime.") from None
     return ray
 
 
