@@ -21,9 +21,9 @@ MODES = ("auto", "fast", "low")
 GIB = 2**30
 ACTIVATION_PER_LATENT_PIXEL = 21.5 * 1024  # bytes per latent pixel per image in a forward, 16-bit
 LOW_ACTIVATION_SHARE = 0.6  # chunked resnets/attention keep the skips, drop most transients (estimate)
-LOW_ROW_CHUNK = 4  # frames at a time through resnets and spatial attention in low mode
+LOW_ROW_CHUNK = 4  # frames at a time through the frame-wise layers in low mode (MIMOUNet.set_row_chunk)
 # On the CPU one full-size layer over a whole window (48 images with guidance) takes 1-2.5 s, longer
-# than Cancel may wait: there resnets and spatial attention also go 4 frames at a time (no slower).
+# than Cancel may wait: there those layers also go 4 frames at a time (measured: no slower).
 CPU_ROW_CHUNK = 4
 STATE_ON_DEVICE_MAX = 256 * 2**20  # latents + accumulators larger than this live on the host
 POSE_CACHE_MAX = 1 * GIB  # device memory for cached pose features in fast mode

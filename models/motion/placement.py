@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from . import rotations as rot
+from .checks import MotionError
 from .motion import Motion
 
 COMMON_FPS = (8.0, 10.0, 12.0, 15.0, 24000 / 1001, 24.0, 25.0, 30000 / 1001, 30.0, 48.0, 50.0, 60000 / 1001, 60.0,
@@ -111,8 +112,6 @@ def cut_clip(motion: Motion, fps: float, start_frame: int, max_frames: int, faci
              ground_body=None, centre_start: bool = True, source: str = "the motion") -> Motion:
     """What the motion loaders do: resample to ``fps`` (0: keep the source's), keep ``max_frames`` (0: all)
     from ``start_frame`` (at the output fps), then ``place`` the kept frames."""
-    from .checks import MotionError
-
     if fps > 0:
         motion = motion.resample(fps)
     if start_frame >= motion.frames:

@@ -119,7 +119,7 @@ class MIMOLoadAMASS(io.ComfyNode):
             raise ValueError(f"floor must be one of {', '.join(placement.FLOORS)}; got {floor!r}.")
         path = folders.resolve(folders.INPUT, file, "AMASS motion")
         motion = load_amass(path, rest_pelvis=None if body is None else rest_pelvis(body))
-        ground_body = None if floor == "as captured" else demo_body() if body is None else body
+        ground_body = None if floor == placement.FLOORS[1] else demo_body() if body is None else body
         return finish(motion, fps, start_frame, max_frames, file, facing, motion.meta["rest_pelvis"], ground_body,
                       centre=False)
 
