@@ -135,6 +135,27 @@ def test_a_dead_worker_is_replaced_by_the_pool(nets, runtime):
     assert second is not first and first.pids[1] not in second.pids
     video = make_video(nets, 18, seed=5)
     assert torch.equal(run(nets, video, second), run(nets, video))
+    third = W.pool(["cpu", "cpu", "cpu"], threads=1)  # another list: the previous workers end
+    assert second.actors == [] and list(W._POOLS.values()) == [third]
+    assert _gone_soon(second.pids)  # their processes (and the models they held) are gone
+    third.shutdown()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def _gone_soon(pids, seconds: float = 10.0) -> bool:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if not any(_running(p) for p in pids):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def test_device_lists_are_checked():

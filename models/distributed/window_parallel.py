@@ -274,15 +274,16 @@ _POOLS: dict[tuple, WindowParallel] = {}
 
 def pool(devices: list[str], threads: int | None = None) -> WindowParallel:
     """A window-parallel executor for these devices, kept across runs (its workers keep the model
-    until another one is sampled); rebuilt when a worker has died."""
+    until another one is sampled); rebuilt when a worker has died. One pool at a time: asking for
+    another device list ends the previous workers, so their models leave those devices."""
     key = (tuple(devices), threads)
     held = _POOLS.get(key)
     if held is not None and held.alive():
         return held
-    if held is not None:
+    for old in list(_POOLS):
         try:
-            held.shutdown()
-        except Exception:
+            _POOLS.pop(old).shutdown()
+        except Exception:  # already dead
             pass
     _POOLS[key] = WindowParallel(devices, threads)
     return _POOLS[key]
