@@ -4,10 +4,10 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
-from ..models.render import default_palette, load_motion_codes, load_sdc_info, render_bytes, render_motion
+from ..models.render import check_render_fits, default_palette, load_motion_codes, load_sdc_info, render_motion
 from ..models.image_ops import frame_ranges
 from .folders import NONE, file_options, resolve
-from .runtime import check_host_memory, progress_callback, warn
+from .runtime import progress_callback, warn
 from .types import CATEGORY_MOTION, MIMOBody, MIMOMotion, MIMOMotionCodes
 
 DEFAULT_PALETTE = "default (rest-pose colours)"
@@ -89,10 +89,7 @@ class MIMORasterizeMotion(io.ComfyNode):
                 supersample, motion_codes=NONE) -> io.NodeOutput:
         device = mm.get_torch_device()
         codes_c = 0 if not motion_codes or motion_codes == NONE else 16  # unknown before loading: a typical C
-        need = render_bytes(motion.frames, body.num_vertices, width, height, 3, supersample, codes_c)
-        check_host_memory(need, f"MIMO Rasterize Motion ({motion.frames} frames at {width}x{height}, supersample "
-                                f"{supersample})",
-                          "lower width/height or supersample, or keep fewer frames (max_frames on the motion loader).")
+        check_render_fits(motion.frames, body.num_vertices, width, height, supersample, codes_c)
         body = body.to(device)
         vertices, joints = body.pose(motion.params(device))
         colours = vertex_colours(palette, body)

@@ -17,7 +17,6 @@ from comfy_api.latest import ui
 from ..models import image_ops
 from ..models import memory
 from ..models.cancel import checks_between_layers
-from ..models.decompose import budget
 
 from ..models.generate import memory_modes
 from ..models.generate.pipeline import MIMOModels
@@ -151,11 +150,6 @@ def cancellable():
     return checks_between_layers(mm.throw_exception_if_processing_interrupted)
 
 
-def check_host_memory(need: int, what: str, fix: str) -> None:
-    """Refuse a call whose host-memory estimate does not fit what is available (figure and limit)."""
-    memory.check_host(need, what, fix)
-
-
 def check_device_memory(need: int, what: str, fix: str) -> None:
     """On a GPU: refuse when ``need`` bytes do not fit what is free plus what ComfyUI can evict."""
     device = mm.get_torch_device()
@@ -164,14 +158,6 @@ def check_device_memory(need: int, what: str, fix: str) -> None:
     free = mm.get_free_memory(device) + sum(lm.model_loaded_memory() for lm in mm.current_loaded_models
                                             if lm.device == device)
     memory.check_fits(need, free, what, fix, where=f"memory on {device}", headroom=0.95)
-
-
-def check_decomposition(frames, what: str, **steps) -> None:
-    """The host-memory check of a decomposition node over ``frames`` [F,H,W,3] (steps: see
-    ``models.decompose.budget.decomposition_bytes``)."""
-    n, h, w = frames.shape[:3]
-    check_host_memory(budget.decomposition_bytes(n, h, w, **steps), f"{what} on {n} frames of {w}x{h}",
-                      budget.decomposition_fix(n, h, w))
 
 
 @contextmanager

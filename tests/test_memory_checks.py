@@ -30,6 +30,26 @@ def test_host_check_uses_what_is_available(monkeypatch):
     memory.check_host(budget.decomposition_bytes(24, 64, 64), "decomposition", "")
 
 
+def test_each_heavy_call_has_its_check(monkeypatch):
+    from mimo_pack.models.render import check_render_fits
+
+    monkeypatch.setattr(memory, "host_available_bytes", lambda: 4 * memory.GIB)
+    with pytest.raises(memory.NotEnoughMemoryError, match=r"MIMO Decompose Video on 1000 frames of 1920x1080.*Trim"):
+        budget.check_decomposition(torch.empty(1000, 1080, 1920, 3, device="meta"), "MIMO Decompose Video",
+                                   track=True, scene=True)
+    budget.check_decomposition(torch.empty(24, 64, 64, 3, device="meta"), "MIMO Track Human", track=True)
+    with pytest.raises(memory.NotEnoughMemoryError, match=r"MIMO Sampler \(2000 frames at 784x784, 24-frame "
+                                                          r"windows, on the CPU\).*cfg 1\.0"):
+        memory_modes.check_host(width=784, height=784, frames=2000, context_frames=24, cfg=3.5, dtype=torch.float32,
+                                on_cpu=True)
+    memory_modes.check_host(width=64, height=64, frames=24, context_frames=24, cfg=3.5, dtype=torch.float32,
+                            on_cpu=False)
+    with pytest.raises(memory.NotEnoughMemoryError, match=r"MIMO Rasterize Motion \(5000 frames at 1024x1024, "
+                                                          r"supersample 4\).*lower width/height or supersample"):
+        check_render_fits(5000, 6890, 1024, 1024, supersample=4)
+    check_render_fits(10, 6890, 64, 64)
+
+
 def test_estimates_grow_with_the_work():
     d = budget.decomposition_bytes(10, 100, 100, track=True)
     assert d == 10 * 100 * 100 * budget.TRACK_PER_PIXEL + 10 * budget.SAM2_STATE_PER_FRAME + budget.SAM2_INPUT_BLOCK

@@ -7,7 +7,8 @@ import pytest
 from mimo_pack.devtools.demo_assets import MIXAMO_BVH, write_amass_walk
 from mimo_pack.models.errors import MIMOInputError
 from mimo_pack.models.motion import Motion, load_amass, load_bvh, parse_bvh
-from mimo_pack.models.motion.checks import MotionError, check_fps, frame_ranges
+from mimo_pack.models.image_ops import frame_ranges
+from mimo_pack.models.motion.checks import MotionError, check_fps
 from mimo_pack.models.motion.from_video import PersonEstimate, motion_from_estimates
 from mimo_pack.models.motion.skeletal import SkeletonAnimation
 

@@ -12,6 +12,8 @@ TRACK_PER_PIXEL = 5
 DEPTH_PER_PIXEL = 16
 OCCLUDER_PER_PIXEL = 8
 SCENE_PER_PIXEL = 14
+from .. import memory
+
 SAM2_STATE_PER_FRAME = 64 * 64 * 64 * 4 + 256 * 256 * 4
 SAM2_INPUT_BLOCK = 16 * 3 * 1024 * 1024 * 4
 
@@ -32,3 +34,11 @@ def decomposition_bytes(frames: int, height: int, width: int, *, track: bool = T
 def decomposition_fix(frames: int, height: int, width: int) -> str:
     return (f"the clip is {frames} frames of {width}x{height}. Trim it (fewer frames), or scale it down (the "
             "official decomposition works at up to 720p) before this node, or close other programs.")
+
+
+def check_decomposition(frames, what: str, **steps) -> None:
+    """Refuse a decomposition call over ``frames`` [F,H,W,3] whose host-memory peak
+    (``decomposition_bytes`` with these steps) does not fit what is available."""
+    n, h, w = frames.shape[:3]
+    memory.check_host(decomposition_bytes(n, h, w, **steps), f"{what} on {n} frames of {w}x{h}",
+                      decomposition_fix(n, h, w))

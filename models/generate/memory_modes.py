@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .. import memory
+
 from .sampler import SamplerPlan, context_windows
 
 MODES = ("auto", "fast", "low")
@@ -134,3 +136,16 @@ def host_bytes(*, width: int, height: int, frames: int, context_frames: int, cfg
         images = min(frames, context_frames) * (2 if cfg > 1.0 else 1)
         total += int(forward_activations(width, height, images, dtype) * scale)
     return int(total)
+
+
+def check_host(*, width: int, height: int, frames: int, context_frames: int, cfg: float, dtype: torch.dtype,
+               on_cpu: bool, block_out_channels: tuple = (320,)) -> None:
+    """Refuse a sampler call whose ``host_bytes`` do not fit the host memory available, saying what to lower."""
+    need = host_bytes(width=width, height=height, frames=frames, context_frames=context_frames, cfg=cfg,
+                      dtype=dtype, on_cpu=on_cpu, block_out_channels=block_out_channels)
+    what = (f"MIMO Sampler ({frames} frames at {width}x{height}, {context_frames}-frame windows"
+            f"{', on the CPU' if on_cpu else ''})")
+    fix = ("lower width/height, sample fewer frames (max_frames on the motion loader, or split the clip), lower "
+           "context_frames, or use cfg 1.0 (half the work)." if on_cpu else
+           "lower width/height or sample fewer frames (max_frames on the motion loader).")
+    memory.check_host(need, what, fix)

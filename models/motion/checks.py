@@ -8,8 +8,6 @@ import numpy as np
 from ..errors import MIMOInputError
 from ..image_ops import frame_ranges
 
-__all__ = ["MotionError", "check_betas", "check_finite", "check_fps", "frame_ranges"]
-
 MIN_FPS, MAX_FPS = 1.0, 1000.0
 MAX_BETAS = 400  # SMPL-X's shape space is the largest: 300 shape (+100 expression) components
 

@@ -104,3 +104,14 @@ def render_bytes(frames: int, vertices: int, width: int, height: int, channels: 
     s2 = int(supersample) ** 2
     per_pixel = s2 * (4 * channels + 1) + 2 * (4 * channels + 4) + (s2 + 2) * 4 * code_channels
     return int(frames * (vertices * 3 * 4 * 2 + width * height * per_pixel))
+
+
+def check_render_fits(frames: int, vertices: int, width: int, height: int, supersample: int = 1,
+                      code_channels: int = 0) -> None:
+    """Refuse a ``render_motion`` call (colours, plus motion codes of ``code_channels``) whose
+    ``render_bytes`` do not fit the host memory available."""
+    from .. import memory
+
+    memory.check_host(render_bytes(frames, vertices, width, height, 3, supersample, code_channels),
+                      f"MIMO Rasterize Motion ({frames} frames at {width}x{height}, supersample {supersample})",
+                      "lower width/height or supersample, or keep fewer frames (max_frames on the motion loader).")

@@ -8,12 +8,13 @@ import torch
 from comfy_api.latest import io
 
 from ...models import image_ops
+from ...models.decompose import budget
 from ...models.decompose import inpaint as inpaint_lib
 from ...models.decompose import occlusion as occ_lib
 from ...models.decompose import sam2_masks
 from ...models.decompose import sam2_build
 from ..folders import DEPTH_KEY, NONE, PROPAINTER_KEY, SAM2_KEY, file_options, model_folder, resolve
-from ..runtime import cancellable, check_decomposition, model_step, progress_callback
+from ..runtime import cancellable, model_step, progress_callback
 from ..types import CATEGORY_DECOMPOSE
 
 log = logging.getLogger("MIMO")
@@ -164,7 +165,8 @@ class MIMOOcclusionLayer(io.ComfyNode):
                 min_pixels_small, min_pixels_large, max_keyframes, keyframe_gap, body_mask=None) -> io.NodeOutput:
         frames = image_ops.as_frames(video, "input 'video'")
         needs_sam2 = tracking == TRACK_SAM2 or candidates == CAND_SAM2
-        check_decomposition(frames, "MIMO Occlusion Layer", track=False, occluders=True, sam2=tracking == TRACK_SAM2)
+        budget.check_decomposition(frames, "MIMO Occlusion Layer", track=False, occluders=True,
+                                   sam2=tracking == TRACK_SAM2)
         if needs_sam2 and (not sam2_model or sam2_model == NONE):
             raise ValueError(f"tracking '{tracking}' / candidates '{candidates}' need a SAM 2 model: choose one in "
                              f"'sam2_model' (files in models/sam2), or use tracking '{TRACK_STATIC}' or "
@@ -211,7 +213,7 @@ class MIMOInpaintScene(io.ComfyNode):
         if scene is not None:
             return io.NodeOutput(scene)
         frames = image_ops.as_frames(video, "input 'video'")
-        check_decomposition(frames, "MIMO Inpaint Scene", track=False, scene=True)
+        budget.check_decomposition(frames, "MIMO Inpaint Scene", track=False, scene=True)
         with cancellable():
             out = inpaint_lib.inpaint_scene(frames, masks, method=method, dilate=dilate, window=window,
                                             propainter_weights=model_folder(PROPAINTER_KEY),
@@ -269,7 +271,8 @@ class MIMODecomposeVideo(io.ComfyNode):
         frames = image_ops.as_frames(video, "input 'video'")
         n, h, w = frames.shape[:3]
         want_occ = occluders != OCC_NONE
-        check_decomposition(frames, "MIMO Decompose Video", track=True, depth=want_occ, occluders=want_occ, scene=True)
+        budget.check_decomposition(frames, "MIMO Decompose Video", track=True, depth=want_occ, occluders=want_occ,
+                                   scene=True)
         sam2_path = resolve(SAM2_KEY, sam2_model, "SAM 2 model", sam2_build.sam2_files_hint())
         depth_path = (resolve(DEPTH_KEY, depth_model, "Depth Anything V2 model", depth_files_hint()) if want_occ
                       else None)

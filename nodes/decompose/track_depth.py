@@ -7,11 +7,12 @@ import comfy.model_management as mm
 from comfy_api.latest import io
 
 from ...models import image_ops
+from ...models.decompose import budget
 from ...models.decompose import depth as depth_lib
 from ...models.decompose import prompts, sam2_build
 from ...models.decompose import track as track_lib
 from ..folders import DEPTH_KEY, SAM2_KEY, file_options, resolve
-from ..runtime import check_decomposition, model_step, progress_callback
+from ..runtime import model_step, progress_callback
 from ..types import CATEGORY_DECOMPOSE
 
 log = logging.getLogger("MIMO")
@@ -67,7 +68,7 @@ class MIMOTrackHuman(io.ComfyNode):
     def execute(cls, video, sam2_model, mask=None, points="", negative_points="", box="", direction=FORWARD,
                 mask_prompt=MASK_AS_MASK) -> io.NodeOutput:
         frames = image_ops.as_frames(video, "input 'video'")
-        check_decomposition(frames, "MIMO Track Human", track=True)
+        budget.check_decomposition(frames, "MIMO Track Human", track=True)
         path = resolve(SAM2_KEY, sam2_model, "SAM 2 model", sam2_build.sam2_files_hint())
         pos, neg = prompts.parse_points(points), prompts.parse_points(negative_points)
         pts = pos + neg or None
@@ -110,7 +111,7 @@ class MIMOEstimateDepth(io.ComfyNode):
     @classmethod
     def execute(cls, video, depth_model, input_size, batch=4) -> io.NodeOutput:
         frames = image_ops.as_frames(video, "input 'video'")
-        check_decomposition(frames, "MIMO Estimate Depth", track=False, depth=True)
+        budget.check_decomposition(frames, "MIMO Estimate Depth", track=False, depth=True)
         path = resolve(DEPTH_KEY, depth_model, "Depth Anything V2 model", depth_lib.depth_files_hint())
         with model_step(path, "depth") as device:
             depth = depth_lib.estimate_depth(frames, path, input_size=input_size, device=device, chunk=batch,

@@ -8,7 +8,7 @@ from ...models import image_ops
 from ...models.distributed import window_parallel
 from ...models.generate import memory_modes, pipeline
 from ...models.generate.sampler import progress_ticks
-from ..runtime import SamplerReporter, cancellable, check_host_memory, check_motion_frames, sampler_plan
+from ..runtime import SamplerReporter, cancellable, check_motion_frames, sampler_plan
 from ..types import CATEGORY_GENERATE, MIMOIdentity, MIMOModel, MIMOScene
 
 
@@ -68,14 +68,9 @@ class MIMOSampler(io.ComfyNode):
         executor = window_parallel.executor_for(devices, mm.get_torch_device())  # checks the list first
         frames = motion.shape[0]
         on_cpu = mm.get_torch_device().type == "cpu"
-        need = memory_modes.host_bytes(width=width, height=height, frames=frames, context_frames=context_frames,
-                                       cfg=cfg, dtype=mimo_model.dtype, on_cpu=on_cpu,
-                                       block_out_channels=mimo_model.models.denoiser.config.block_out_channels)
-        check_host_memory(need, f"MIMO Sampler ({frames} frames at {width}x{height}, {context_frames}-frame windows"
-                                f"{', on the CPU' if on_cpu else ''})",
-                          "lower width/height, sample fewer frames (max_frames on the motion loader, or split the "
-                          "clip), lower context_frames, or use cfg 1.0 (half the work)." if on_cpu else
-                          "lower width/height or sample fewer frames (max_frames on the motion loader).")
+        memory_modes.check_host(width=width, height=height, frames=frames, context_frames=context_frames, cfg=cfg,
+                                dtype=mimo_model.dtype, on_cpu=on_cpu,
+                                block_out_channels=mimo_model.models.denoiser.config.block_out_channels)
         warning = check_motion_frames(motion)
         plan, mode = sampler_plan(mimo_model, memory, width=width, height=height, frames=frames, cfg=cfg,
                                   context_frames=context_frames, overlap=overlap)
