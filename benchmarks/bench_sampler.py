@@ -31,7 +31,8 @@ def build_tiny_models(device: torch.device, dtype: torch.dtype):
     return models.to(device=device, dtype=dtype)
 
 
-def build_models(device: torch.device, dtype: torch.dtype):
+def full_size_networks():
+    """MIMO's networks at the released size with random weights, built on the current default device."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     from mimo_pack.models.generate.pipeline import MIMOModels
@@ -41,17 +42,19 @@ def build_models(device: torch.device, dtype: torch.dtype):
 
     torch.manual_seed(0)
     cfg = UNetConfig()
-    with torch.device(device):
-        denoiser = MIMOUNet(cfg.denoiser())
-        reference = MIMOUNet(cfg.reference())
-        pose_guider = PoseGuider(320)
-        vae = sd_vae()
-        clip = CLIPVisionModelWithProjection(CLIPVisionConfig(
-            hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-            image_size=224, patch_size=14, projection_dim=768))
+    denoiser, reference, pose_guider, vae = MIMOUNet(cfg.denoiser()), MIMOUNet(cfg.reference()), PoseGuider(320), sd_vae()
+    clip = CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+        image_size=224, patch_size=14, projection_dim=768))
     models = MIMOModels(denoiser, reference, pose_guider, vae, clip)
-    for m in (denoiser, reference, pose_guider, vae, clip):
+    for m in (models.denoiser, models.reference_unet, models.pose_guider, models.vae, models.image_encoder):
         m.eval().requires_grad_(False)
+    return models
+
+
+def build_models(device: torch.device, dtype: torch.dtype):
+    with torch.device(device):
+        models = full_size_networks()
     return models.to(device=device, dtype=dtype)
 
 

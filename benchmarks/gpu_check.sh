@@ -47,6 +47,8 @@ for s in $SIZES; do for m in fast low; do
     run $PY -m benchmarks.bench_sampler $TINY --device $DEV --dtype $DT --width $s --height $s --frames 24 \
         --steps $STEPS --memory $m --no-decode
 done; done
+# 2b. the same modes counted on fake tensors (bench_footprint), to set beside the measured peaks
+for s in $SIZES; do run $PY -m benchmarks.bench_footprint --width $s --height $s --frames 24 --memory fast low; done
 # 3. parity cases on the device: fp32 within the bound, fp16/bf16 errors reported
 for case in "$PARITY"/case_*; do
     [ -d "$case" ] || { echo "{\"check\": \"parity\", \"ok\": false, \"error\": \"no cases in $PARITY\"}"; status=1; break; }

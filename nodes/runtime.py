@@ -52,21 +52,23 @@ class MIMOHandle:
         mm.load_models_gpu([self.patchers[n] for n in names], memory_required=memory_required)
         return self.models
 
-    def keep_only(self, *names: str) -> None:
-        """Low-VRAM mode: every other model (ours and ComfyUI's) leaves the GPU before denoising."""
+    def keep_only(self, *names: str, free_bytes: float = 1e30) -> None:
+        """Before denoising: other models (ours and ComfyUI's) leave the GPU until ``free_bytes`` are
+        free (low-VRAM mode: all of them; fast mode: as many as its activations need)."""
         device = mm.get_torch_device()
         if device.type == "cpu":
             return
         keep = [lm for lm in mm.current_loaded_models if lm.model in [self.patchers[n] for n in names]]
-        mm.free_memory(1e30, device, keep_loaded=keep)
+        mm.free_memory(free_bytes, device, keep_loaded=keep)
 
     def bytes_of(self, *names: str) -> int:
         return sum(p.numel() * p.element_size() for n in names for p in getattr(self.models, n).parameters())
 
 
-def sampler_plan(handle: MIMOHandle, memory: str, **call) -> tuple[SamplerPlan, str]:
+def sampler_plan(handle: MIMOHandle, memory: str, **call) -> tuple[SamplerPlan, str, int]:
     """The library's memory plan for one sampler call, from ComfyUI's view of the device: what is
-    free plus what the models it could evict hold; --lowvram / --novram force the low mode."""
+    free plus what the models it could evict hold; --lowvram / --novram force the low mode.
+    Returns (plan, mode used, bytes the denoising needs beyond its weights)."""
     device = mm.get_torch_device()
     free = None
     if device.type != "cpu":
@@ -77,7 +79,9 @@ def sampler_plan(handle: MIMOHandle, memory: str, **call) -> tuple[SamplerPlan, 
                                            weight_bytes=handle.bytes_of("denoiser", "pose_guider"),
                                            force_low=forced, **call)
     log.info("MIMO Sampler: %s memory mode (%s).", used, plan)
-    return plan, used
+    need = memory_modes.denoising_bytes(plan, used, dtype=handle.dtype,
+                                        **{k: v for k, v in call.items() if k != "overlap"})
+    return plan, used, need
 
 
 class SamplerReporter:

@@ -58,13 +58,15 @@ def default_output(video):
     S.SamplerPlan(row_chunk=3),
     S.SamplerPlan(windows_per_forward=3, pose_cache_bytes=GIB),
     S.SamplerPlan(state_on_device=False),
-    S.SamplerPlan(sequential_guidance=True, row_chunk=2, state_on_device=False),  # what low mode uses
-], ids=["sequential", "row-chunk", "windows-batched", "state-on-host", "low"])
+    S.SamplerPlan(ff_tokens=1),  # tiny widths: pieces of about 100 tokens
+    S.SamplerPlan(sequential_guidance=True, row_chunk=2, ff_tokens=1, state_on_device=False),  # what low mode uses
+], ids=["sequential", "row-chunk", "windows-batched", "state-on-host", "ff-pieces", "low"])
 def test_every_plan_gives_the_default_output(video, default_output, plan):
     out = run(video, plan)
     # The step state is float32: a float64 difference of 1e-15 may flip its last bit (6e-7), no more.
     assert (out - default_output).abs().max() < 1e-5
-    assert all(getattr(m, "row_chunk", 0) == 0 for m in video["denoiser"].modules())  # restored
+    assert all(getattr(m, "row_chunk", 0) == 0 and getattr(m, "token_chunk", 0) == 0
+               for m in video["denoiser"].modules())  # restored
 
 
 def test_window_groups_batch_consecutive_windows_of_one_length():
@@ -94,13 +96,15 @@ def test_auto_picks_low_when_fast_does_not_fit_or_lowvram_is_set():
     assert M.plan_sampler("auto", device=gpu, free_bytes=40 * GIB, force_low=True, **CALL)[1] == "low"
 
 
-def test_fast_batches_windows_only_with_room_and_long_videos_keep_their_state_on_the_host():
+def test_fast_batches_small_windows_only_with_room_and_long_videos_keep_their_state_on_the_host():
     gpu = torch.device("cuda")
     long = dict(CALL, frames=1000)
     plan, _ = M.plan_sampler("fast", device=gpu, free_bytes=80 * GIB, **long)
-    assert plan.windows_per_forward > 1 and not plan.state_on_device and plan.pose_cache_bytes <= M.POSE_CACHE_MAX
-    plan, _ = M.plan_sampler("fast", device=gpu, free_bytes=16 * GIB, **long)
-    assert plan.windows_per_forward == 1
+    assert plan.windows_per_forward == 1  # one 784x784 window already fills a forward
+    assert not plan.state_on_device and plan.pose_cache_bytes <= M.POSE_CACHE_MAX
+    small = dict(long, width=256, height=256)
+    assert M.plan_sampler("fast", device=gpu, free_bytes=80 * GIB, **small)[0].windows_per_forward == 4
+    assert M.plan_sampler("fast", device=gpu, free_bytes=3 * GIB, **small)[0].windows_per_forward < 4
 
 
 def test_low_mode_that_cannot_fit_says_what_would():
@@ -110,9 +114,17 @@ def test_low_mode_that_cannot_fit_says_what_would():
         M.plan_sampler("fastest", device=torch.device("cpu"), free_bytes=None, **CALL)
 
 
-def test_estimates_follow_the_official_peaks():
-    # 784x784 24 frames with guidance: the official 14.1 GiB minus its ~4.8 GiB of fp16 weights
-    act = M.forward_activations(784, 784, 48, torch.float16) / GIB
-    assert 8.5 < act < 10.0
-    low = {k: v for k, v in CALL.items() if k != "overlap"}
-    assert M.estimate("low", **dict(low, weight_bytes=0)).activations < act * GIB / 2
+def test_feed_forwards_run_in_token_pieces_in_every_gpu_mode():
+    gpu = torch.device("cuda")
+    assert M.plan_sampler("fast", device=gpu, free_bytes=40 * GIB, **CALL)[0].ff_tokens == M.FAST_FF_TOKENS
+    assert M.plan_sampler("low", device=gpu, free_bytes=7 * GIB, **CALL)[0].ff_tokens == M.LOW_FF_TOKENS
+    assert M.plan_sampler("fast", device=torch.device("cpu"), free_bytes=None, **CALL)[0].ff_tokens == M.CPU_FF_TOKENS
+
+
+def test_denoising_bytes_add_the_pose_cache_and_a_device_state_to_one_forward():
+    call = {k: v for k, v in CALL.items() if k not in ("overlap", "weight_bytes")}
+    plan, mode = M.plan_sampler("fast", device=torch.device("cuda"), free_bytes=40 * GIB, **CALL)
+    forward = M.estimate("fast", weight_bytes=0, **call).activations
+    assert M.denoising_bytes(plan, mode, **call) == forward + plan.pose_cache_bytes + M.state_bytes(24, 784, 784)
+    low, _ = M.plan_sampler("low", device=torch.device("cuda"), free_bytes=7 * GIB, **CALL)
+    assert M.denoising_bytes(low, "low", **call) == M.estimate("low", weight_bytes=0, **call).activations

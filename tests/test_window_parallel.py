@@ -94,7 +94,7 @@ def test_two_and_three_workers_give_the_single_device_bits(nets, two, three, fra
 
 @pytest.mark.parametrize("plan", [
     S.SamplerPlan(windows_per_forward=2, pose_cache_bytes=2**30),
-    S.SamplerPlan(sequential_guidance=True, row_chunk=3, state_on_device=False),
+    S.SamplerPlan(sequential_guidance=True, row_chunk=3, ff_tokens=1, state_on_device=False),
 ], ids=["windows-batched-pose-cache", "low"])
 def test_plans_give_the_single_device_bits(nets, two, plan):
     video = make_video(nets, 30, seed=1)

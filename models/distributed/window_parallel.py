@@ -140,7 +140,7 @@ class WindowWorker:
         predictor = WindowPredictor(self.unet, kv, payload["clip"], pose, payload["scene"], payload["cfg"],
                                     sequential_guidance=payload["sequential"])
         indices = [torch.tensor(w) for w in payload["windows"]]  # the same tensors every step (pose cache keys)
-        self.unet.set_row_chunk(payload["row_chunk"])
+        self.unet.set_row_chunk(payload["row_chunk"], payload["ff_tokens"])
         self.videos[video] = (predictor, indices)
 
     def predict(self, video: str, groups: list[list[int]], xs: list[list[torch.Tensor]], t: torch.Tensor):
@@ -226,7 +226,7 @@ class WindowParallel(WindowExecutor):
         else:
             pose = ("features", predict.pose.cpu())
         return {"pose": pose, "windows": windows, "cfg": predict.cfg, "sequential": predict.sequential,
-                "row_chunk": plan.row_chunk, "clip": predict.cond.cpu(), "scene": predict.scene.cpu(),
+                "row_chunk": plan.row_chunk, "ff_tokens": plan.ff_tokens, "clip": predict.cond.cpu(), "scene": predict.scene.cpu(),
                 "kv": {p: ReferenceKV(v.key.cpu(), v.value.cpu()) for p, v in predict.reference_kv.items()}}
 
     @contextmanager

@@ -40,6 +40,9 @@ class Attention(nn.Module):
         return self.attend(self.to_q(x), self.to_k(context), self.to_v(context))
 
 
+BASE_CHANNELS = 320  # SD1.5's first block width: the unit of GEGLUFeedForward.token_chunk
+
+
 class GEGLUFeedForward(nn.Module):
     """diffusers/AnimateDiff ``FeedForward(activation_fn="geglu")``: keys net.0.proj, net.2."""
 
@@ -50,12 +53,16 @@ class GEGLUFeedForward(nn.Module):
         proj.proj = nn.Linear(dim, inner * 2)
         self.net = nn.ModuleList([proj, nn.Dropout(0.0), nn.Linear(inner, dim)])
 
-    row_chunk = 0  # >0: at most this many rows at a time (every token is independent here)
+    # >0: at most this many tokens at a time at 320 channels, proportionally fewer where wider (the
+    # same work per piece); every token is independent here. Bounds the 8x-wide hidden activation.
+    token_chunk = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = self.row_chunk
-        if 0 < rows < x.shape[0]:
-            return torch.cat([self._forward(x[i:i + rows]) for i in range(0, x.shape[0], rows)])
+        c = x.shape[-1]
+        step = max(1, self.token_chunk * BASE_CHANNELS**2 // c**2) if self.token_chunk > 0 else 0
+        if 0 < step < x.numel() // c:
+            flat = x.reshape(-1, c)
+            return torch.cat([self._forward(flat[i:i + step]) for i in range(0, flat.shape[0], step)]).view(x.shape)
         return self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

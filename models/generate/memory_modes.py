@@ -1,14 +1,16 @@
 """Memory modes of the sampler: how much of the GPU one denoising run may take, decided up front.
 
 fast: both guidance halves in one forward, pose features of the windows cached on the device,
-several windows in one forward when memory allows. low (8 GB cards): the guidance halves one after
-the other, resnets/spatial attention a few frames at a time, no pose cache, the step state on the
-host. auto: fast when its estimate fits the free memory, else low; a low estimate that does not
+several small windows in one forward when memory allows, feed-forwards in pieces of 65k tokens.
+low (8 GB cards): the guidance halves one after the other, resnets/spatial attention a few frames
+at a time, feed-forwards in pieces of 32k tokens, no pose cache, the step state on the host. auto: fast when its estimate fits the free memory, else low; a low estimate that does not
 fit is refused with what would.
 
-The activation figures are estimates calibrated on the official pipeline's peaks (fp16, H100:
-784x784 24 frames 14.1 GiB, 512x512 24 frames 8.8 GiB, both about 21.5 KiB per latent pixel of
-each image in a forward beyond the weights); ``benchmarks/gpu_check.sh`` prints the measured peaks.
+The activation figures are fitted to counts of this sampler's own tensors on fake CUDA tensors
+(``benchmarks/bench_footprint``, fp16, flash attention; the same count gives the official pipeline's
+measured H100 peaks within 1%): fast 10.9 / 11.5 KiB per latent pixel of each image in a forward at
+784x784 / 512x512, low 10.5 KiB per frame of the window, plus fixed-size pieces (feed-forward chunks,
+the reference keys) that matter at small sizes. ``benchmarks/gpu_check.sh`` prints the measured peaks.
 """
 
 from dataclasses import dataclass
@@ -21,15 +23,27 @@ from .sampler import SamplerPlan, context_windows
 
 MODES = ("auto", "fast", "low")
 GIB = 2**30
-ACTIVATION_PER_LATENT_PIXEL = 21.5 * 1024  # bytes per latent pixel per image in a forward, 16-bit
-LOW_ACTIVATION_SHARE = 0.6  # chunked resnets/attention keep the skips, drop most transients (estimate)
+# Activations of one forward, 16-bit: bytes per latent pixel of each image in it, plus fixed-size
+# pieces (feed-forward chunks, reference K/V). Low: per frame of the window (one half at a time).
+ACTIVATION_PER_LATENT_PIXEL, ACTIVATION_FIXED = 11.5 * 1024, int(0.35 * 2**30)
+LOW_ACTIVATION_PER_LATENT_PIXEL, LOW_ACTIVATION_FIXED = 10.5 * 1024, int(0.2 * 2**30)
 LOW_ROW_CHUNK = 4  # frames at a time through the frame-wise layers in low mode (MIMOUNet.set_row_chunk)
 # On the CPU one full-size layer over a whole window (48 images with guidance) takes 1-2.5 s, longer
 # than Cancel may wait: there those layers also go 4 frames at a time (measured: no slower).
 CPU_ROW_CHUNK = 4
+# Feed-forwards (their hidden layer is 8x as wide as their input) run in pieces of this many tokens
+# at 320 channels, fewer where wider: on a GPU large enough to keep the matrix products efficient
+# (fast: 65k tokens, about 2.7 pieces of a 784x784 image; 0.3 GiB of hidden activation per piece in
+# fp16) and on the CPU 4 frames' worth at 256x256, as the row chunks.
+FAST_FF_TOKENS = 65536
+LOW_FF_TOKENS = 32768
+CPU_FF_TOKENS = 4096
 STATE_ON_DEVICE_MAX = 256 * 2**20  # latents + accumulators larger than this live on the host
 POSE_CACHE_MAX = 1 * GIB  # device memory for cached pose features in fast mode
 MAX_WINDOWS_PER_FORWARD = 4
+# Windows share a forward only while it stays under one 512x512 window's latent pixels (48 images of
+# 64x64): a forward that large already fills a GPU, so batching more would only add memory.
+BATCH_WINDOWS_MAX_PIXELS = 48 * 64 * 64
 HEADROOM = 0.85  # share of the free memory a plan may count on (allocator fragmentation, CUDA context)
 
 
@@ -48,10 +62,13 @@ def _element_size(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
-def forward_activations(width: int, height: int, images: int, dtype: torch.dtype) -> int:
-    """Peak activation bytes of one denoiser forward over ``images`` latent images."""
+def forward_activations(width: int, height: int, images: int, dtype: torch.dtype, low: bool = False) -> int:
+    """Peak activation bytes of one denoiser forward over ``images`` latent images (``low``: in
+    low-VRAM mode's pieces, ``images`` being the frames of one half)."""
     pixels = (width // 8) * (height // 8)
-    return int(ACTIVATION_PER_LATENT_PIXEL * pixels * images * _element_size(dtype) / 2)
+    per_pixel, fixed = ((LOW_ACTIVATION_PER_LATENT_PIXEL, LOW_ACTIVATION_FIXED) if low
+                        else (ACTIVATION_PER_LATENT_PIXEL, ACTIVATION_FIXED))
+    return int((per_pixel * pixels * images + fixed) * _element_size(dtype) / 2)
 
 
 def state_bytes(frames: int, width: int, height: int) -> int:
@@ -68,7 +85,7 @@ def estimate(mode: str, *, width: int, height: int, context_frames: int, frames:
     n = min(frames, context_frames)
     halves = 2 if cfg > 1.0 else 1
     if mode == "low":
-        act = forward_activations(width, height, n, dtype) * LOW_ACTIVATION_SHARE
+        act = forward_activations(width, height, n, dtype, low=True)
     else:
         act = forward_activations(width, height, n * halves * windows_per_forward, dtype)
     return MemoryEstimate(int(weight_bytes), int(act), mode)
@@ -93,12 +110,14 @@ def plan_sampler(mode: str, *, device: torch.device, free_bytes: int | None, wid
         if budget is not None and need.total > budget:
             raise MemoryError(_too_big(need, budget, width, height, context_frames))
         return SamplerPlan(windows_per_forward=1, sequential_guidance=True, pose_cache_bytes=0,
-                           state_on_device=False, row_chunk=LOW_ROW_CHUNK), "low"
+                           state_on_device=False, row_chunk=LOW_ROW_CHUNK,
+                           ff_tokens=CPU_FF_TOKENS if device.type == "cpu" else LOW_FF_TOKENS), "low"
     # fast: batch windows only on a GPU with room for them (on the CPU it gains nothing)
     per_forward = 1
+    pixels = min(frames, context_frames) * (2 if cfg > 1.0 else 1) * (width // 8) * (height // 8)
     if budget is not None and len(windows) > 1:
         for k in range(MAX_WINDOWS_PER_FORWARD, 1, -1):
-            if estimate("fast", windows_per_forward=k, **common).total <= budget:
+            if k * pixels <= BATCH_WINDOWS_MAX_PIXELS and estimate("fast", windows_per_forward=k, **common).total <= budget:
                 per_forward = k
                 break
     pose = pose_feature_bytes(frames, width, height, pose_channels, dtype)
@@ -106,7 +125,18 @@ def plan_sampler(mode: str, *, device: torch.device, free_bytes: int | None, wid
         0, budget - estimate("fast", windows_per_forward=per_forward, **common).total))
     return SamplerPlan(windows_per_forward=per_forward, sequential_guidance=False, pose_cache_bytes=int(cache),
                        state_on_device=state_bytes(frames, width, height) <= STATE_ON_DEVICE_MAX,
-                       row_chunk=CPU_ROW_CHUNK if device.type == "cpu" else 0), "fast"
+                       row_chunk=CPU_ROW_CHUNK if device.type == "cpu" else 0,
+                       ff_tokens=CPU_FF_TOKENS if device.type == "cpu" else FAST_FF_TOKENS), "fast"
+
+
+def denoising_bytes(plan: SamplerPlan, mode: str, *, width: int, height: int, frames: int, context_frames: int,
+                    cfg: float, dtype: torch.dtype) -> int:
+    """Device bytes a planned denoising run needs beyond the denoiser's weights: the activations of
+    one forward, the pose-feature cache and the step state when it lives on the device."""
+    act = estimate(mode, width=width, height=height, context_frames=context_frames, frames=frames, cfg=cfg,
+                   dtype=dtype, weight_bytes=0, windows_per_forward=plan.windows_per_forward).activations
+    state = state_bytes(frames, width, height) if plan.state_on_device else 0
+    return int(act + plan.pose_cache_bytes + state)
 
 
 def _too_big(need: MemoryEstimate, budget: int, width: int, height: int, context_frames: int) -> str:

@@ -70,13 +70,15 @@ class SamplerPlan:
     windows_per_forward: context windows batched into one UNet call; sequential_guidance: the two
     guidance halves one after the other; pose_cache_bytes: device memory for cached pose features;
     state_on_device: latents and accumulators on the compute device (else the host, for long videos);
-    row_chunk: frames at a time through resnets and spatial attention (0: all)."""
+    row_chunk: frames at a time through resnets and spatial attention (0: all); ff_tokens: tokens at
+    a time through the feed-forwards, at 320 channels (``MIMOUNet.set_row_chunk``; 0: all)."""
 
     windows_per_forward: int = 1
     sequential_guidance: bool = False
     pose_cache_bytes: int = 0
     state_on_device: bool = True
     row_chunk: int = 0
+    ff_tokens: int = 0
 
 
 def project_reference_tokens(unet: MIMOUNet, tokens: dict[str, torch.Tensor]) -> dict[str, ReferenceKV]:
@@ -269,7 +271,7 @@ def denoise(
         with executor.video(predict, plan, windows, groups) as run:
             return _steps(predict, scheduler, latents, indices, groups, counter, steps, callback, run)
     if hasattr(unet, "set_row_chunk"):
-        unet.set_row_chunk(plan.row_chunk)
+        unet.set_row_chunk(plan.row_chunk, plan.ff_tokens)
     try:
         return _steps(predict, scheduler, latents, indices, groups, counter, steps, callback)
     finally:

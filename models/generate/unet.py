@@ -218,13 +218,17 @@ class MIMOUNet(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.conv_in.weight.dtype
 
-    def set_row_chunk(self, rows: int) -> None:
-        """Run resnets, upsamplers, spatial transformers and feed-forwards on at most ``rows`` frames
-        (rows of tokens) at a time (0: all at once). Those are independent there, so the result is the
-        same; peak activations shrink, and each piece is short enough for a cancel point between."""
+    def set_row_chunk(self, rows: int, ff_tokens: int = 0) -> None:
+        """Run resnets, upsamplers and spatial transformers on at most ``rows`` frames at a time, and
+        every feed-forward (spatial and temporal) on at most ``ff_tokens`` tokens at 320 channels
+        (``GEGLUFeedForward.token_chunk``); 0: all at once. Frames and tokens are independent there,
+        so the result is the same; peak activations shrink, and each piece is short enough for a
+        cancel point between."""
         for m in self.modules():
-            if isinstance(m, (ResnetBlock, Upsample, SpatialTransformer, GEGLUFeedForward)):
+            if isinstance(m, (ResnetBlock, Upsample, SpatialTransformer)):
                 m.row_chunk = int(rows)
+            elif isinstance(m, GEGLUFeedForward):
+                m.token_chunk = int(ff_tokens)
 
     def transformer_blocks(self) -> dict[str, nn.Module]:
         return {name: m for name, m in self.named_modules() if hasattr(m, "project_reference")}

@@ -72,10 +72,12 @@ class MIMOSampler(io.ComfyNode):
                                 dtype=mimo_model.dtype, on_cpu=on_cpu,
                                 block_out_channels=mimo_model.models.denoiser.config.block_out_channels)
         warning = check_motion_frames(motion)
-        plan, mode = sampler_plan(mimo_model, memory, width=width, height=height, frames=frames, cfg=cfg,
-                                  context_frames=context_frames, overlap=overlap)
+        plan, mode, need = sampler_plan(mimo_model, memory, width=width, height=height, frames=frames, cfg=cfg,
+                                        context_frames=context_frames, overlap=overlap)
         models = mimo_model.load(*pipeline.networks_needed(identity, scene, width, height))
-        before_denoise = (lambda: mimo_model.keep_only("denoiser", "pose_guider")) if mode == "low" else None
+        # low: everything else leaves the GPU; fast: other models only as far as the activations need
+        room = {"free_bytes": need} if mode == "fast" else {}
+        before_denoise = lambda: mimo_model.keep_only("denoiser", "pose_guider", **room)  # noqa: E731
         initial = None
         if noise is not None:
             shape = torch.zeros(frames, 4, height // 8, width // 8)

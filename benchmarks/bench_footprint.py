@@ -1,0 +1,141 @@
+"""GPU memory and FLOPs of our sampler per memory mode, counted on any machine (no GPU needed).
+
+    python -m benchmarks.bench_footprint --width 784 --height 784 --frames 24 --memory fast
+    python -m benchmarks.bench_footprint --official ../shared/official_mimo   # the official code too
+
+Runs what ``bench_sampler`` runs (full-size random networks, all on the GPU; low mode moves the
+encoders off it before denoising) on fake CUDA tensors, one denoising step, and prints one JSON line:
+``weights_gib`` (the networks), ``encode_peak_gib`` (identity and scene encoding), ``step_peak_gib``
+(one step of every window), ``peak_gib`` (the larger), ``tflop_per_step`` and the plan. ``--free-gib``
+is the free memory the planner is told (default 80: an H100). See ``footprint.py`` for what is counted.
+With ``--official`` the official pipeline's step is counted the same way (``footprint_official``, in
+its own process with its pinned libraries) and a last line gives the ratios.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import ROOT, footprint, load_pack
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def _off_device(module: torch.nn.Module) -> None:
+    """What ``module.to('cpu')`` does to GPU memory (fake parameters cannot be moved): they leave it."""
+    for m in module.modules():
+        for name, p in m._parameters.items():
+            if p is not None:
+                m._parameters[name] = torch.nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=False)
+
+
+def ours(width: int, height: int, frames: int, memory: str, dtype: torch.dtype, cfg: float, free_gib: float,
+         context_frames: int = 24, overlap: int = 4) -> dict:
+    load_pack()
+    from mimo_pack.models.generate import memory_modes, pipeline, sampler
+
+    from .bench_sampler import full_size_networks
+
+    rng = np.random.default_rng(0)
+    reference = rng.integers(0, 256, (height, height, 3), dtype=np.uint8)
+    motion = torch.from_numpy(rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8))
+    with footprint.fake_cuda() as mem, torch.no_grad():
+        with footprint.built_in(dtype):
+            models = full_size_networks()
+        weights = mem.now
+        identity = pipeline.encode_identity(models, reference, width, height)
+        scene = pipeline.encode_scene(models, None, width, height)
+        encode_peak = mem.peak
+        denoiser_bytes = sum(p.numel() * p.element_size() for m in (models.denoiser, models.pose_guider)
+                             for p in m.parameters())
+        plan, mode = memory_modes.plan_sampler(
+            memory, device=torch.device("cuda"), free_bytes=int(free_gib * footprint.GIB), width=width,
+            height=height, frames=frames, context_frames=context_frames, overlap=overlap, cfg=cfg, dtype=dtype,
+            weight_bytes=denoiser_bytes)
+        if mode == "low":
+            for m in (models.reference_unet, models.image_encoder, models.vae):
+                _off_device(m)
+        mem.reset_peak()
+        resident = mem.now
+        with footprint.flop_counter() as flops:
+            _one_step(sampler, models, identity, scene, motion, plan, cfg, context_frames, overlap)
+        return {"impl": "ours", "width": width, "height": height, "frames": frames, "memory": mode,
+                "dtype": str(dtype).replace("torch.", ""), "cfg": cfg, "plan": vars(plan),
+                "weights_gib": footprint.gib(weights), "encode_peak_gib": footprint.gib(encode_peak),
+                "step_peak_gib": footprint.gib(mem.peak), "denoiser_weights_gib": footprint.gib(denoiser_bytes),
+                "step_activations_gib": footprint.gib(mem.peak - resident), "peak_gib": footprint.gib(max(encode_peak, mem.peak)),
+                "tflop_per_step": round(flops.get_total_flops() / 1e12, 2)}
+
+
+def _one_step(sampler, models, identity, scene, motion, plan, cfg, context_frames, overlap) -> None:
+    """One step of ``sampler.denoise`` (its windows, groups, accumulation; the scheduler arithmetic,
+    a few latent-sized tensors, is left out: its branches need real numbers)."""
+    frames, (h, w) = motion.shape[0], (motion.shape[1] // 8, motion.shape[2] // 8)
+    kv = sampler.project_reference_tokens(models.denoiser, identity.tokens)
+    pose = sampler.PoseFeatures(models.pose_guider, motion, cache_bytes=plan.pose_cache_bytes)
+    predict = sampler.WindowPredictor(models.denoiser, kv, identity.clip_embeds, pose, scene.latents, cfg,
+                                      sequential_guidance=plan.sequential_guidance)
+    state = torch.device("cuda") if plan.state_on_device else torch.device("cpu")
+    windows = sampler.context_windows(frames, context_frames, overlap)
+    indices = [torch.tensor(i, device=state) for i in windows]
+    latents = torch.zeros(frames, 4, h, w, device=state)
+    prediction = torch.zeros_like(latents)
+    models.denoiser.set_row_chunk(plan.row_chunk, plan.ff_tokens)
+    t = torch.tensor(999, device="cuda")
+    for group in sampler.window_groups(windows, plan.windows_per_forward):
+        chosen = [indices[g] for g in group]
+        for index, v in zip(chosen, predict.predict([latents[i] for i in chosen], chosen, t)):
+            prediction.index_add_(0, index, v.to(state))
+
+
+def official(folder: Path, width: int, height: int, frames: int, cfg: float) -> dict:
+    lib = Path(os.environ.get("OFFICIAL_LIB", "/tmp/official-mimo-lib"))
+    if not (lib / ".done").exists():
+        tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+        wheels = [str(p) for p in sorted((folder / "wheels").glob("*.whl"))
+                  if "-cp3" not in p.name or f"-{tag}-" in p.name]
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(lib), *wheels],
+                       check=True, stdout=subprocess.DEVNULL)
+        (lib / ".done").touch()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(lib), str(folder.resolve()), str(ROOT)]))
+    out = subprocess.run([sys.executable, "-m", "benchmarks.footprint_official", str(width), str(height),
+                          str(frames), str(cfg)], cwd=folder.resolve(), env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"footprint_official failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--width", type=int, default=784)
+    p.add_argument("--height", type=int, default=784)
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--memory", choices=["auto", "fast", "low"], nargs="+", default=["fast", "low"])
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")
+    p.add_argument("--cfg", type=float, default=3.5)
+    p.add_argument("--free-gib", type=float, default=80.0)
+    p.add_argument("--official", type=Path, default=None, help="the official pipeline's folder (e.g. ../shared/official_mimo)")
+    args = p.parse_args(argv)
+    results = []
+    for mode in args.memory:
+        results.append(ours(args.width, args.height, args.frames, mode, DTYPES[args.dtype], args.cfg, args.free_gib))
+        print(json.dumps(results[-1]), flush=True)
+    if args.official is not None:
+        theirs = official(args.official, args.width, args.height, args.frames, args.cfg)
+        print(json.dumps(theirs), flush=True)
+        for r in results:
+            print(json.dumps({"check": "footprint_vs_official", "memory": r["memory"], "frames": args.frames,
+                              "width": args.width, "peak_ratio": round(r["peak_gib"] / theirs["peak_gib"], 3),
+                              "flop_ratio": round(r["tflop_per_step"] / theirs["tflop_per_step"], 3)}), flush=True)
+        results.append(theirs)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Counting GPU memory and FLOPs without a GPU: the networks run on fake CUDA tensors (shapes and
+dtypes only, no arithmetic), every CUDA storage an op makes is counted while it lives, and attention
+goes to the flash kernel's fake version (the kernel SDPA picks on a Hopper GPU for fp16/bf16) rather
+than the math fallback a fake tensor would otherwise take.
+
+Counted: what PyTorch's allocator would hand out for tensors (``max_memory_allocated`` less the
+rounding to 512-byte blocks). Not counted: cuBLAS/cuDNN workspaces and the CUDA context. Shared by
+``bench_footprint`` (ours) and ``footprint_official`` (the official code, in its own process).
+"""
+
+import contextlib
+import weakref
+
+import torch
+import torch.nn.functional as F
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import FlopCounterMode
+
+GIB = 2**30
+
+
+class LiveCudaBytes(TorchDispatchMode):
+    """Bytes of CUDA storages alive now, and the most alive at once since ``reset_peak``."""
+
+    def __init__(self):
+        super().__init__()
+        self._sizes: dict[int, int] = {}
+        self.now = 0
+        self.peak = 0
+
+    def reset_peak(self) -> None:
+        self.peak = self.now
+
+    def _freed(self, key: int) -> None:
+        self.now -= self._sizes.pop(key, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type == "cuda":
+                storage = t.untyped_storage()
+                key = storage._cdata
+                if key not in self._sizes:
+                    self._sizes[key] = storage.nbytes()
+                    self.now += storage.nbytes()
+                    self.peak = max(self.peak, self.now)
+                    weakref.finalize(storage, self._freed, key)
+        return out
+
+
+def _flash_sdpa(original):
+    def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
+        if (attn_mask is None and not kwargs and q.device.type == "cuda" and q.dtype in (torch.float16, torch.bfloat16)
+                and q.shape[-1] <= 256 and q.shape[-1] % 8 == 0):
+            return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, dropout_p, is_causal, False,
+                                                                      scale=scale)[0]
+        if attn_mask is None and not kwargs and q.device.type == "cuda":  # fp32: the memory-efficient kernel
+            return torch.ops.aten._scaled_dot_product_efficient_attention(q, k, v, None, False, dropout_p, is_causal,
+                                                                          scale=scale)[0]
+        return original(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, **kwargs)
+    return sdpa
+
+
+@contextlib.contextmanager
+def fake_cuda():
+    """Fake CUDA tensors and the flash attention path; yields the byte counter."""
+    original_sdpa = F.scaled_dot_product_attention
+    F.scaled_dot_product_attention = _flash_sdpa(original_sdpa)
+    counter = LiveCudaBytes()
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True), counter:
+            yield counter
+    finally:
+        F.scaled_dot_product_attention = original_sdpa
+
+
+@contextlib.contextmanager
+def built_in(dtype: torch.dtype):
+    """Networks constructed directly in ``dtype`` on the CUDA device (fake parameters cannot be cast
+    afterwards: ``Module.to`` would have to swap them)."""
+    original = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device("cuda"):
+            yield
+    finally:
+        torch.set_default_dtype(original)
+
+
+def flop_counter() -> FlopCounterMode:
+    return FlopCounterMode(display=False)
+
+
+def gib(n: int) -> float:
+    return round(n / GIB, 3)

@@ -1,0 +1,46 @@
+"""The fake-CUDA counter of benchmarks/bench_footprint (GPU memory and FLOPs without a GPU), and the
+sampler's memory estimates against what it counts for the full-size networks at a small size."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmarks import bench_footprint, footprint
+from mimo_pack.models.generate import memory_modes as M
+
+MIB = 2**20
+
+
+def test_counter_counts_each_live_cuda_storage_once():
+    with footprint.fake_cuda() as mem:
+        x = torch.empty(1024, 1024, device="cuda")  # 4 MiB
+        y = x.view(-1)
+        del x
+        assert mem.now == 4 * MIB  # the view holds the storage
+        z = (y * 2).sum()  # a 4 MiB temporary, then a 4-byte scalar
+        assert mem.peak == 8 * MIB + 4 and mem.now == 4 * MIB + 4
+        del y, z
+        assert mem.now == 0
+        torch.empty(10, device="cpu")  # host tensors are not counted
+        assert mem.now == 0
+
+
+def test_attention_is_counted_as_the_flash_kernel_not_the_score_matrix():
+    with footprint.fake_cuda() as mem:
+        q = torch.empty(1, 8, 8192, 64, device="cuda", dtype=torch.float16)  # 8 MiB
+        mem.reset_peak()
+        out = F.scaled_dot_product_attention(q, q, q)
+        # the output (8 MiB) and its float32 log-sum-exp; the scores would be 1 GiB
+        assert out.shape == q.shape and mem.peak - 8 * MIB <= 8 * MIB + 8 * 8192 * 4 + 4096
+        with footprint.flop_counter() as flops:
+            F.scaled_dot_product_attention(q, q, q)
+        assert flops.get_total_flops() == 4 * 8 * 8192 * 8192 * 64  # QK^T and PV
+
+
+@pytest.mark.parametrize("mode", ["fast", "low"])
+def test_estimates_cover_the_counted_activations(mode):
+    counted = bench_footprint.ours(256, 256, 24, mode, torch.float16, 3.5, free_gib=80)
+    assert counted["memory"] == mode and counted["tflop_per_step"] > 1  # the full-size networks ran
+    estimate = M.estimate(mode, width=256, height=256, context_frames=24, frames=24, cfg=3.5, dtype=torch.float16,
+                          weight_bytes=0).activations / footprint.GIB
+    assert counted["step_activations_gib"] <= estimate <= 1.3 * counted["step_activations_gib"]
