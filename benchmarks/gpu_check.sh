@@ -4,15 +4,16 @@
 #   bash benchmarks/gpu_check.sh          # on a CUDA machine, from the repository root
 #   bash benchmarks/gpu_check.sh --cpu    # the same checks end to end on the CPU at a tiny size
 #
-# Needs: torch, numpy, pillow, transformers, safetensors, and diffusers/av/ufbx (on a machine without
-# network, put their wheels in .wheels/ and they are installed into .gpu-check-site/ first).
+# Needs: torch, numpy, pillow, transformers, safetensors, and diffusers (on a machine without network,
+# `bash devtools/stage_device.sh` puts its wheel in .wheels/, installed into .gpu-check-site/ first,
+# the official folder in .official/ and a parity case in .parity/: MIMO_PARITY_DIR=.parity).
 # OFFICIAL=path of the official pipeline folder (default ../shared/official_mimo or .official).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 CPU=0; [ "${1:-}" = "--cpu" ] && CPU=1
 if [ -d .wheels ]; then
-    $PY -m pip install -q --no-index --find-links .wheels --target .gpu-check-site diffusers av ufbx >/dev/null 2>&1 \
+    $PY -m pip install -q --no-index --no-deps --target .gpu-check-site .wheels/*.whl >/dev/null 2>&1 \
         || echo '{"check": "setup", "ok": false, "error": "installing .wheels failed"}'
     export PYTHONPATH="$PWD/.gpu-check-site${PYTHONPATH:+:$PYTHONPATH}"
 fi

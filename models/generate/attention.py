@@ -25,19 +25,25 @@ class Attention(nn.Module):
         n, length, c = x.shape
         return x.view(n, length, self.heads, c // self.heads).transpose(1, 2)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q, k, v: [N, L, C] already projected; returns the projected output [N, Lq, C]."""
-        n, length, c = q.shape
-        out = F.scaled_dot_product_attention(self.split_heads(q), self.split_heads(k), self.split_heads(v))
-        return self.to_out[0](out.transpose(1, 2).reshape(n, length, c))
+    def attend(self, qkv: list[torch.Tensor]) -> torch.Tensor:
+        """qkv: [q, k, v], each [N, L, C] already projected; returns the projected output [N, Lq, C].
+        The list is emptied, so the projections are freed before the output projection (peak memory:
+        arguments passed one by one would stay alive until this returns)."""
+        n, length, c = qkv[0].shape
+        heads = [self.split_heads(t) for t in qkv]
+        qkv.clear()
+        out = F.scaled_dot_product_attention(*heads)
+        del heads
+        out = out.transpose(1, 2).reshape(n, length, c)
+        return self.to_out[0](out)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         if context is None:
-            return self.attend(self.to_q(x), self.to_k(x), self.to_v(x))
+            return self.attend([self.to_q(x), self.to_k(x), self.to_v(x)])
         if context.shape[1] == 1:
             # One key: softmax is exactly 1, so the output is the projected value for every query.
             return self.to_out[0](self.to_v(context)).expand(-1, x.shape[1], -1)
-        return self.attend(self.to_q(x), self.to_k(context), self.to_v(context))
+        return self.attend([self.to_q(x), self.to_k(context), self.to_v(context)])
 
 
 BASE_CHANNELS = 320  # SD1.5's first block width: the unit of GEGLUFeedForward.token_chunk
@@ -109,21 +115,23 @@ class SpatialTransformerBlock(nn.Module):
         if kv is None or reference.plain_rows >= n.shape[0]:
             return self.attn1(n)
         attn = self.attn1
-        q, k, v = attn.to_q(n), attn.to_k(n), attn.to_v(n)
         p = reference.plain_rows
-        count = n.shape[0] - p
-        k_ref = torch.cat([k[p:], kv.key.expand(count, -1, -1)], dim=1)
-        v_ref = torch.cat([v[p:], kv.value.expand(count, -1, -1)], dim=1)
-        with_ref = attn.attend(q[p:], k_ref, v_ref)
-        if p == 0:
-            return with_ref
-        return torch.cat([attn.attend(q[:p], k[:p], v[:p]), with_ref], dim=0)
+        # The plain rows first, then the reference rows' keys/values built straight into their
+        # concatenation: no keys/values of all rows and their copies alive at once (peak memory).
+        plain = attn.attend([attn.to_q(n[:p]), attn.to_k(n[:p]), attn.to_v(n[:p])]) if p else None
+        rows, count = n[p:], n.shape[0] - p
+        with_ref = attn.attend([attn.to_q(rows), torch.cat([attn.to_k(rows), kv.key.expand(count, -1, -1)], dim=1),
+                                torch.cat([attn.to_v(rows), kv.value.expand(count, -1, -1)], dim=1)])
+        return with_ref if plain is None else torch.cat([plain, with_ref], dim=0)
 
     def forward(self, x, context, reference: ReferenceContext | None = None, record: dict | None = None):
         n = self.norm1(x)
         if record is not None:
             record[self.path] = n
-        x = self.self_attention(n, reference) + x
+        h = self.self_attention(n, reference)
+        del n  # not alive during the feed-forward (peak memory)
+        x = h + x
+        del h
         x = self.attn2(self.norm2(x), context) + x
         return self.ff(self.norm3(x)) + x
 

@@ -8,9 +8,10 @@ fit is refused with what would.
 
 The activation figures are fitted to counts of this sampler's own tensors on fake CUDA tensors
 (``benchmarks/bench_footprint``, fp16, flash attention; the same count gives the official pipeline's
-measured H100 peaks within 1%): fast 10.9 / 11.5 KiB per latent pixel of each image in a forward at
-784x784 / 512x512, low 10.5 KiB per frame of the window, plus fixed-size pieces (feed-forward chunks,
-the reference keys) that matter at small sizes. ``benchmarks/gpu_check.sh`` prints the measured peaks.
+measured H100 peaks within 1%): fast 7.9 KiB per latent pixel of each image in a forward plus 0.4 GiB
+of fixed-size pieces (feed-forward chunks, reference keys), low 8.4 KiB per frame of the window plus
+0.2 GiB; the constants below are 5-8% above the counts at 256, 512 and 784.
+``benchmarks/gpu_check.sh`` prints the measured peaks.
 """
 
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ MODES = ("auto", "fast", "low")
 GIB = 2**30
 # Activations of one forward, 16-bit: bytes per latent pixel of each image in it, plus fixed-size
 # pieces (feed-forward chunks, reference K/V). Low: per frame of the window (one half at a time).
-ACTIVATION_PER_LATENT_PIXEL, ACTIVATION_FIXED = 11.5 * 1024, int(0.35 * 2**30)
-LOW_ACTIVATION_PER_LATENT_PIXEL, LOW_ACTIVATION_FIXED = 10.5 * 1024, int(0.2 * 2**30)
+ACTIVATION_PER_LATENT_PIXEL, ACTIVATION_FIXED = 8.5 * 1024, int(0.4 * 2**30)
+LOW_ACTIVATION_PER_LATENT_PIXEL, LOW_ACTIVATION_FIXED = 9.0 * 1024, int(0.2 * 2**30)
 LOW_ROW_CHUNK = 4  # frames at a time through the frame-wise layers in low mode (MIMOUNet.set_row_chunk)
 # On the CPU one full-size layer over a whole window (48 images with guidance) takes 1-2.5 s, longer
 # than Cancel may wait: there those layers also go 4 frames at a time (measured: no slower).

@@ -41,9 +41,10 @@ class TemporalAttention(Attention):
         # x: [B*F, L, C] -> [B*L, F, C]; the position encoding goes into the normalised input only.
         bf, length, c = x.shape
         b = bf // frames
-        t = x.view(b, frames, length, c).transpose(1, 2).reshape(b * length, frames, c)
-        t = self.pos_encoder(t)
-        t = self.attend(self.to_q(t), self.to_k(t), self.to_v(t))
+        t = self.pos_encoder(x.view(b, frames, length, c).transpose(1, 2).reshape(b * length, frames, c))
+        qkv = [self.to_q(t), self.to_k(t), self.to_v(t)]
+        del t
+        t = self.attend(qkv)
         return t.view(b, length, frames, c).transpose(1, 2).reshape(bf, length, c)
 
 

@@ -194,15 +194,15 @@ class WindowPredictor:
         n, k = len(indices[0]), len(indices)
         x = torch.cat([torch.cat([xi.to(self.device, self.dtype), self.scene_latents(i)], dim=1)
                        for xi, i in zip(xs, indices)])
-        p = torch.cat([self.pose_features(i) for i in indices])
+        p = self.pose_features(indices[0]) if k == 1 else torch.cat([self.pose_features(i) for i in indices])
         if not self.guided:
             v = self._forward(x, p, t, n, k, 0)
         elif self.sequential:
             uncond = self._forward(x, p, t, n, k, k)
             cond = self._forward(x, p, t, n, k, 0)
             v = uncond + self.cfg * (cond - uncond)
-        else:
-            uncond, cond = self._forward(torch.cat([x, x]), torch.cat([p, p]), t, n, 2 * k, k).chunk(2)
+        else:  # the pose features are added to both halves by the UNet (not copied)
+            uncond, cond = self._forward(torch.cat([x, x]), p, t, n, 2 * k, k).chunk(2)
             v = uncond + self.cfg * (cond - uncond)
         return list(v.chunk(k))
 

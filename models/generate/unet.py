@@ -245,7 +245,8 @@ class MIMOUNet(nn.Module):
     ) -> torch.Tensor | None:
         """sample: [B*F, C_in, h, w] (batch-major, frames inner); context: [B, S, D] CLIP tokens.
 
-        ``pose_features`` ([B*F, C0, h, w]) is added after conv_in. ``record`` (ReferenceNet mode)
+        ``pose_features`` ([B*F, C0, h, w], or the rows of a divisor of B, e.g. one guidance half,
+        added to every group of that many rows) is added after conv_in. ``record`` (ReferenceNet mode)
         collects post-norm1 tokens of every transformer block and skips the output head.
         """
         bf = sample.shape[0]
@@ -257,7 +258,10 @@ class MIMOUNet(nn.Module):
 
         x = self.conv_in(sample)
         if pose_features is not None:
-            x = x + pose_features
+            if x.shape[0] % pose_features.shape[0] or x.shape[1:] != pose_features.shape[1:]:
+                raise ValueError(f"pose features {tuple(pose_features.shape)} do not fit the denoiser's "
+                                 f"{tuple(x.shape)} after conv_in (the pose guider and the denoiser differ).")
+            x = (x.view(-1, *pose_features.shape) + pose_features).view(x.shape)
         skips = [x]
         for block in self.down_blocks:
             for i in range(len(block.resnets)):
