@@ -8,12 +8,12 @@ SAM 2's tracking state (mask memory features 64x64x64 + low-res mask logits 256x
 1.3 MB; one inference state is alive at a time). Fixed: SAM 2's prepared input block (16 frames at
 1024x1024)."""
 
+from .. import memory
+
 TRACK_PER_PIXEL = 5
 DEPTH_PER_PIXEL = 16
 OCCLUDER_PER_PIXEL = 8
 SCENE_PER_PIXEL = 14
-from .. import memory
-
 SAM2_STATE_PER_FRAME = 64 * 64 * 64 * 4 + 256 * 256 * 4
 SAM2_INPUT_BLOCK = 16 * 3 * 1024 * 1024 * 4
 

@@ -3,8 +3,9 @@
 fast: both guidance halves in one forward, pose features of the windows cached on the device,
 several small windows in one forward when memory allows, feed-forwards in pieces of 65k tokens.
 low (8 GB cards): the guidance halves one after the other, resnets/spatial attention a few frames
-at a time, feed-forwards in pieces of 32k tokens, no pose cache, the step state on the host. auto: fast when its estimate fits the free memory, else low; a low estimate that does not
-fit is refused with what would.
+at a time, feed-forwards in pieces of 32k tokens, no pose cache, the step state on the host.
+auto: fast when its estimate fits the free memory, else low; a low estimate that does not fit is
+refused with what would.
 
 The activation figures are fitted to counts of this sampler's own tensors on fake CUDA tensors
 (``benchmarks/bench_footprint``, fp16, flash attention; the same count gives the official pipeline's
@@ -34,8 +35,8 @@ LOW_ROW_CHUNK = 4  # frames at a time through the frame-wise layers in low mode 
 CPU_ROW_CHUNK = 4
 # Feed-forwards (their hidden layer is 8x as wide as their input) run in pieces of this many tokens
 # at 320 channels, fewer where wider: on a GPU large enough to keep the matrix products efficient
-# (fast: 65k tokens, about 2.7 pieces of a 784x784 image; 0.3 GiB of hidden activation per piece in
-# fp16) and on the CPU 4 frames' worth at 256x256, as the row chunks.
+# (fast: 65k tokens, 8 pieces of a guided 24-frame 784x784 window at 320 channels; 0.3 GiB of
+# hidden activation per piece in fp16) and on the CPU 4 frames' worth at 256x256, as the row chunks.
 FAST_FF_TOKENS = 65536
 LOW_FF_TOKENS = 32768
 CPU_FF_TOKENS = 4096
@@ -118,7 +119,8 @@ def plan_sampler(mode: str, *, device: torch.device, free_bytes: int | None, wid
     pixels = min(frames, context_frames) * (2 if cfg > 1.0 else 1) * (width // 8) * (height // 8)
     if budget is not None and len(windows) > 1:
         for k in range(MAX_WINDOWS_PER_FORWARD, 1, -1):
-            if k * pixels <= BATCH_WINDOWS_MAX_PIXELS and estimate("fast", windows_per_forward=k, **common).total <= budget:
+            small = k * pixels <= BATCH_WINDOWS_MAX_PIXELS
+            if small and estimate("fast", windows_per_forward=k, **common).total <= budget:
                 per_forward = k
                 break
     pose = pose_feature_bytes(frames, width, height, pose_channels, dtype)

@@ -4,6 +4,7 @@
 import torch
 import torch.nn.functional as F
 
+from .. import memory
 from .camera import (Camera, auto_camera, camera_from_info, follow_camera, look_at_rotation, official_camera,
                      official_focal, orbit_direction)
 from .codes import MotionCodeError, load_motion_codes, save_motion_codes
@@ -110,8 +111,6 @@ def check_render_fits(frames: int, vertices: int, width: int, height: int, super
                       code_channels: int = 0) -> None:
     """Refuse a ``render_motion`` call (colours, plus motion codes of ``code_channels``) whose
     ``render_bytes`` do not fit the host memory available."""
-    from .. import memory
-
     memory.check_host(render_bytes(frames, vertices, width, height, 3, supersample, code_channels),
                       f"MIMO Rasterize Motion ({frames} frames at {width}x{height}, supersample {supersample})",
                       "lower width/height or supersample, or keep fewer frames (max_frames on the motion loader).")
