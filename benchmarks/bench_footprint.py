@@ -69,13 +69,15 @@ def ours(width: int, height: int, frames: int, memory: str, dtype: torch.dtype, 
                 "dtype": str(dtype).replace("torch.", ""), "cfg": cfg, "plan": vars(plan),
                 "weights_gib": footprint.gib(weights), "encode_peak_gib": footprint.gib(encode_peak),
                 "step_peak_gib": footprint.gib(mem.peak), "denoiser_weights_gib": footprint.gib(denoiser_bytes),
-                "step_activations_gib": footprint.gib(mem.peak - resident), "peak_gib": footprint.gib(max(encode_peak, mem.peak)),
+                "step_activations_gib": footprint.gib(mem.peak - resident),
+                "peak_gib": footprint.gib(max(encode_peak, mem.peak)),
                 "tflop_per_step": round(flops.get_total_flops() / 1e12, 2)}
 
 
 def _one_step(sampler, models, identity, scene, motion, plan, cfg, context_frames, overlap) -> None:
-    """One step of ``sampler.denoise`` (its windows, groups, accumulation; the scheduler arithmetic,
-    a few latent-sized tensors, is left out: its branches need real numbers)."""
+    """One step of ``sampler.denoise``: its window groups through its own ``_local_groups`` and the
+    accumulation; the scheduler step (a few latent-sized tensors) is left out, as its branches need
+    real numbers."""
     frames, (h, w) = motion.shape[0], (motion.shape[1] // 8, motion.shape[2] // 8)
     kv = sampler.project_reference_tokens(models.denoiser, identity.tokens)
     pose = sampler.PoseFeatures(models.pose_guider, motion, cache_bytes=plan.pose_cache_bytes)
@@ -87,10 +89,10 @@ def _one_step(sampler, models, identity, scene, motion, plan, cfg, context_frame
     latents = torch.zeros(frames, 4, h, w, device=state)
     prediction = torch.zeros_like(latents)
     models.denoiser.set_row_chunk(plan.row_chunk, plan.ff_tokens)
-    t = torch.tensor(999, device="cuda")
-    for group in sampler.window_groups(windows, plan.windows_per_forward):
-        chosen = [indices[g] for g in group]
-        for index, v in zip(chosen, predict.predict([latents[i] for i in chosen], chosen, t)):
+    groups = sampler.window_groups(windows, plan.windows_per_forward)
+    t = torch.tensor(999, device=state)
+    for _, chosen, vs in sampler._local_groups(predict, sampler.make_scheduler(), latents, indices, groups, t):
+        for index, v in zip(chosen, vs):
             prediction.index_add_(0, index, v.to(state))
 
 
@@ -120,7 +122,8 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")
     p.add_argument("--cfg", type=float, default=3.5)
     p.add_argument("--free-gib", type=float, default=80.0)
-    p.add_argument("--official", type=Path, default=None, help="the official pipeline's folder (e.g. ../shared/official_mimo)")
+    p.add_argument("--official", type=Path, default=None,
+                   help="the official pipeline's folder (e.g. ../shared/official_mimo)")
     args = p.parse_args(argv)
     results = []
     for mode in args.memory:
