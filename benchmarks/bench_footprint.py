@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import ROOT, footprint, load_pack
+from . import ROOT, footprint, load_pack, official_lib
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -63,21 +63,24 @@ def ours(width: int, height: int, frames: int, memory: str, dtype: torch.dtype, 
                 _off_device(m)
         mem.reset_peak()
         resident = mem.now
-        with footprint.flop_counter() as flops:
-            _one_step(sampler, models, identity, scene, motion, plan, cfg, context_frames, overlap)
+        step = _stepper(sampler, models, identity, scene, motion, plan, cfg, context_frames, overlap)
+        with footprint.flop_counter() as flops, footprint.Transfers() as first:
+            step()
+        with footprint.Transfers() as later:  # what each later step moves (caches filled)
+            step()
         return {"impl": "ours", "width": width, "height": height, "frames": frames, "memory": mode,
                 "dtype": str(dtype).replace("torch.", ""), "cfg": cfg, "plan": vars(plan),
                 "weights_gib": footprint.gib(weights), "encode_peak_gib": footprint.gib(encode_peak),
                 "step_peak_gib": footprint.gib(mem.peak), "denoiser_weights_gib": footprint.gib(denoiser_bytes),
                 "step_activations_gib": footprint.gib(mem.peak - resident),
                 "peak_gib": footprint.gib(max(encode_peak, mem.peak)),
-                "tflop_per_step": round(flops.get_total_flops() / 1e12, 2)}
+                "tflop_per_step": round(flops.get_total_flops() / 1e12, 2), "first_step_transfers": first.summary(), "later_step_transfers": later.summary()}
 
 
-def _one_step(sampler, models, identity, scene, motion, plan, cfg, context_frames, overlap) -> None:
-    """One step of ``sampler.denoise``: its window groups through its own ``_local_groups`` and the
-    accumulation; the scheduler step (a few latent-sized tensors) is left out, as its branches need
-    real numbers."""
+def _stepper(sampler, models, identity, scene, motion, plan, cfg, context_frames, overlap):
+    """``sampler.denoise``'s set-up, and a function running one of its steps: the window groups
+    through its own ``_local_groups`` and the accumulation; the scheduler step (a few latent-sized
+    tensors) is left out, as its branches need real numbers."""
     frames, (h, w) = motion.shape[0], (motion.shape[1] // 8, motion.shape[2] // 8)
     kv = sampler.project_reference_tokens(models.denoiser, identity.tokens)
     pose = sampler.PoseFeatures(models.pose_guider, motion, cache_bytes=plan.pose_cache_bytes)
@@ -91,20 +94,16 @@ def _one_step(sampler, models, identity, scene, motion, plan, cfg, context_frame
     models.denoiser.set_row_chunk(plan.row_chunk, plan.ff_tokens)
     groups = sampler.window_groups(windows, plan.windows_per_forward)
     t = torch.tensor(999, device=state)
-    for _, chosen, vs in sampler._local_groups(predict, sampler.make_scheduler(), latents, indices, groups, t):
-        for index, v in zip(chosen, vs):
-            prediction.index_add_(0, index, v.to(state))
+
+    def step():
+        for _, chosen, vs in sampler._local_groups(predict, sampler.make_scheduler(), latents, indices, groups, t):
+            for index, v in zip(chosen, vs):
+                prediction.index_add_(0, index, v.to(state))
+    return step
 
 
 def official(folder: Path, width: int, height: int, frames: int, cfg: float) -> dict:
-    lib = Path(os.environ.get("OFFICIAL_LIB", "/tmp/official-mimo-lib"))
-    if not (lib / ".done").exists():
-        tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
-        wheels = [str(p) for p in sorted((folder / "wheels").glob("*.whl"))
-                  if "-cp3" not in p.name or f"-{tag}-" in p.name]
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(lib), *wheels],
-                       check=True, stdout=subprocess.DEVNULL)
-        (lib / ".done").touch()
+    lib = official_lib(folder)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(lib), str(folder.resolve()), str(ROOT)]))
     out = subprocess.run([sys.executable, "-m", "benchmarks.footprint_official", str(width), str(height),
                           str(frames), str(cfg)], cwd=folder.resolve(), env=env, capture_output=True, text=True)

@@ -50,6 +50,33 @@ class LiveCudaBytes(TorchDispatchMode):
         return out
 
 
+class Transfers(TorchDispatchMode):
+    """Copies between host and device, and dtype casts on one device, with their bytes: on a GPU each
+    copy to the host waits for the device (a host sync), each cast reads and writes the whole tensor."""
+
+    KINDS = ("to_host", "to_device", "casts")
+
+    def __init__(self):
+        super().__init__()
+        self.count = dict.fromkeys(self.KINDS, 0)
+        self.bytes = dict.fromkeys(self.KINDS, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default):
+            src, dst = (args[1], args[0]) if func is torch.ops.aten.copy_.default else (args[0], out)
+            if isinstance(src, torch.Tensor) and isinstance(dst, torch.Tensor):
+                kind = (("to_device" if dst.device.type == "cuda" else "to_host") if src.device != dst.device
+                        else "casts" if src.dtype != dst.dtype else None)
+                if kind:
+                    self.count[kind] += 1
+                    self.bytes[kind] += dst.numel() * dst.element_size()
+        return out
+
+    def summary(self) -> dict:
+        return {k: {"count": self.count[k], "mib": round(self.bytes[k] / 2**20, 1)} for k in self.KINDS}
+
+
 def _flash_sdpa(original):
     def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
         if (attn_mask is None and not kwargs and q.device.type == "cuda" and q.dtype in (torch.float16, torch.bfloat16)

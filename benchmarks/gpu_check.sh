@@ -3,25 +3,52 @@
 #
 #   bash benchmarks/gpu_check.sh          # on a CUDA machine, from the repository root
 #   bash benchmarks/gpu_check.sh --cpu    # the same checks end to end on the CPU at a tiny size
+#   ... --only comfy,parity / --skip comfy  # some parts: official modes footprint parity comfy rasterizer parallel
 #
 # Needs: torch, numpy, pillow, transformers, safetensors, and diffusers (on a machine without network,
-# `bash devtools/stage_device.sh` puts its wheel in .wheels/, installed into .gpu-check-site/ first,
-# the official folder in .official/ and a parity case in .parity/: MIMO_PARITY_DIR=.parity).
+# `bash devtools/stage_device.sh` stages its wheel in .wheels/, installed into .gpu-check-site/ first,
+# the official folder in .official/, a parity case in .parity/ (MIMO_PARITY_DIR=.parity), and ComfyUI
+# with the wheels it needs in .comfy/, unpacked and installed there; it prints the two calls to make).
 # OFFICIAL=path of the official pipeline folder (default ../shared/official_mimo or .official).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-CPU=0; [ "${1:-}" = "--cpu" ] && CPU=1
-if [ -d .wheels ]; then
-    $PY -m pip install -q --no-index --no-deps --target .gpu-check-site .wheels/*.whl >/dev/null 2>&1 \
-        || echo '{"check": "setup", "ok": false, "error": "installing .wheels failed"}'
+PARTS="official modes footprint parity comfy rasterizer parallel"
+CPU=0; ONLY=; SKIP=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --cpu) CPU=1 ;;
+        --only) ONLY=${2:-}; shift ;;
+        --skip) SKIP=${2:-}; shift ;;
+        *) echo "gpu_check.sh: unknown argument $1 (--cpu, --only PARTS, --skip PARTS; parts: $PARTS)" >&2; exit 2 ;;
+    esac
+    shift
+done
+for p in ${ONLY//,/ } ${SKIP//,/ }; do
+    case " $PARTS " in *" $p "*) ;; *) echo "gpu_check.sh: unknown part '$p' (parts: $PARTS)" >&2; exit 2 ;; esac
+done
+part() {  # is this part asked for?
+    { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; } && [[ ",$SKIP," != *",$1,"* ]]
+}
+status=0
+run() { "$@" || status=1; }   # a failed figure is reported and the others still run
+
+WHEELS=$(ls .wheels/*.whl 2>/dev/null; part comfy && ls .comfy/wheels/*.whl 2>/dev/null)
+if [ -n "$WHEELS" ]; then
+    # shellcheck disable=SC2086
+    $PY -m pip install -q --no-index --no-deps --target .gpu-check-site $WHEELS >/dev/null 2>&1 \
+        || { echo '{"check": "setup", "ok": false, "error": "installing the staged wheels failed"}'; status=1; }
     export PYTHONPATH="$PWD/.gpu-check-site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+COMFY_ARGS=()
+if part comfy && [ -f .comfy/ComfyUI.tar.xz ]; then  # staged ComfyUI: used as is, nothing is installed by pip
+    rm -rf .gpu-check-comfy && mkdir -p .gpu-check-comfy && tar -C .gpu-check-comfy -xJf .comfy/ComfyUI.tar.xz \
+        && COMFY_ARGS=(--comfyui "$PWD/.gpu-check-comfy/ComfyUI" --front-end-root "$PWD/.comfy/frontend") \
+        || { echo '{"check": "setup", "ok": false, "error": "unpacking .comfy/ComfyUI.tar.xz failed"}'; status=1; }
 fi
 OFFICIAL=${OFFICIAL:-}
 for d in .official ../shared/official_mimo; do [ -z "$OFFICIAL" ] && [ -f "$d/run_official.sh" ] && OFFICIAL=$d; done
 PARITY=${MIMO_PARITY_DIR:-../shared/parity}
-status=0
-run() { "$@" || status=1; }   # a failed figure is reported and the others still run
 
 if [ $CPU = 1 ]; then
     DEV=cpu; SIZES="64"; FRAMES="8 24"; DT=fp32; TINY=--tiny; STEPS=2
@@ -31,7 +58,7 @@ fi
 S=${SIZES%% *}
 
 # 1. the official pipeline beside ours, same machine, same run; the ratio last
-for f in $FRAMES; do
+part official && for f in $FRAMES; do
     ours=$($PY -m benchmarks.bench_sampler $TINY --device $DEV --dtype $DT --width $S --height $S --frames $f \
            --steps $STEPS --memory fast --no-decode) || status=1
     echo "$ours"
@@ -44,26 +71,31 @@ for f in $FRAMES; do
     fi
 done
 # 2. fast and low-VRAM modes, each size
-for s in $SIZES; do for m in fast low; do
+part modes && for s in $SIZES; do for m in fast low; do
     run $PY -m benchmarks.bench_sampler $TINY --device $DEV --dtype $DT --width $s --height $s --frames 24 \
         --steps $STEPS --memory $m --no-decode
 done; done
 # 2b. the same modes counted on fake tensors (bench_footprint), to set beside the measured peaks
-for s in $SIZES; do run $PY -m benchmarks.bench_footprint --width $s --height $s --frames 24 --memory fast low; done
-# 3. parity cases on the device: fp32 within the bound, fp16/bf16 errors reported
-for case in "$PARITY"/case_*; do
+part footprint && for s in $SIZES; do run $PY -m benchmarks.bench_footprint --width $s --height $s --frames 24 --memory fast low; done
+# 3. parity cases on the device: fp32 within the bound; then ours in fp16/bf16 against ours in fp32,
+#    beside the official fp16 against the official fp32, same inputs, same device (precision_bound)
+part parity && for case in "$PARITY"/case_*; do
     [ -d "$case" ] || { echo "{\"check\": \"parity\", \"ok\": false, \"error\": \"no cases in $PARITY\"}"; status=1; break; }
     run $PY tests/tools/parity.py "$case" --device $DEV --dtype fp32
-    if [ $CPU = 0 ]; then for d in fp16 bf16; do run $PY tests/tools/parity.py "$case" --device $DEV --dtype $d; done; fi
+    if [ -n "$OFFICIAL" ]; then run $PY -m benchmarks.precision_bound "$case" --device $DEV --official "$OFFICIAL"
+    else echo '{"check": "precision_bound", "skipped": "no official folder"}'; fi
 done
 # 4. a real ComfyUI on the device: the demo workflows, Cancel mid-run, the next run, memory after
-if [ $CPU = 1 ]; then run $PY -m benchmarks.gpu_comfy --cpu; else
-    run $PY -m benchmarks.gpu_comfy; run $PY -m benchmarks.gpu_comfy --lowvram; fi
+if part comfy; then
+    if [ $CPU = 1 ]; then run $PY -m benchmarks.gpu_comfy --cpu "${COMFY_ARGS[@]}"; else
+        run $PY -m benchmarks.gpu_comfy "${COMFY_ARGS[@]}"; run $PY -m benchmarks.gpu_comfy --lowvram "${COMFY_ARGS[@]}"; fi
+fi
 # 5. the torch rasterizer (goal on a GPU: >= 400 frames/s at 784x784)
-run $PY -m benchmarks.bench_rasterizer --width $S --height $S --frames 8 --device $DEV --backend torch
+part rasterizer && run $PY -m benchmarks.bench_rasterizer --width $S --height $S --frames 8 --device $DEV --backend torch
 # 6. the window-parallel sampler (needs ray): every CUDA device one worker, or two workers on one GPU
 #    (same bits as one device, and the overhead per step); tiny weights on the CPU run
-if $PY -c "import ray" 2>/dev/null; then
+if ! part parallel; then :
+elif $PY -c "import ray" 2>/dev/null; then
     if [ $CPU = 1 ]; then
         run $PY -m benchmarks.bench_distributed --workers 2 --windows-per-worker 1 2 --steps 3
     else

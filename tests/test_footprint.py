@@ -37,10 +37,24 @@ def test_attention_is_counted_as_the_flash_kernel_not_the_score_matrix():
         assert flops.get_total_flops() == 4 * 8 * 8192 * 8192 * 64  # QK^T and PV
 
 
+def test_transfers_count_copies_between_host_and_device_and_casts():
+    with footprint.fake_cuda(), footprint.Transfers() as moves:
+        x = torch.ones(256, 1024, device="cpu").to("cuda")  # 1 MiB to the device
+        half = x.half()  # a cast on the device: 0.5 MiB written
+        x.view(-1)[:10].cpu()  # 40 bytes back: a host sync on a GPU
+        torch.empty(4, device="cpu").copy_(half[0, :4])  # copy_ to the host, with a cast on the way
+        x.float()  # same dtype, same device: no copy
+    s = moves.summary()
+    assert s["to_device"] == {"count": 1, "mib": 1.0} and s["casts"] == {"count": 1, "mib": 0.5}
+    assert s["to_host"]["count"] == 2
+
+
 @pytest.mark.parametrize("mode", ["fast", "low"])
 def test_estimates_cover_the_counted_activations(mode):
     counted = bench_footprint.ours(256, 256, 24, mode, torch.float16, 3.5, free_gib=80)
     assert counted["memory"] == mode and counted["tflop_per_step"] > 1  # the full-size networks ran
+    assert counted["later_step_transfers"]["to_host"]["count"] <= 1  # fast: none (the window index is kept);
+    # low: one a window, its prediction going to the step state on the host
     estimate = M.estimate(mode, width=256, height=256, context_frames=24, frames=24, cfg=3.5, dtype=torch.float16,
                           weight_bytes=0).activations / footprint.GIB
     assert counted["step_activations_gib"] <= estimate <= 1.3 * counted["step_activations_gib"]

@@ -92,6 +92,7 @@ def run_case(case_dir: Path, dtype: torch.dtype = torch.float32, device: str = "
         "mean_abs": float(d.mean()),
         "seconds": round(seconds, 3),
         "stages": stages,
+        "video": video.transpose(0, 1).unsqueeze(0).float().cpu(),  # [1,3,F,H,W] as recorded
     }
 
 
@@ -115,6 +116,7 @@ def main(argv=None) -> int:
     if (args.device, args.dtype) != ("cpu", "fp32"):
         result.update(device=args.device, dtype=args.dtype)
     stages = result.pop("stages")
+    result.pop("video")
     if args.stages:
         result["stages"] = stages
     print(json.dumps(result))
