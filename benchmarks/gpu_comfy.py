@@ -33,25 +33,28 @@ def _vram(server) -> dict:
 
 async def _queue_until_progress(server, prompt: dict, node_id: str, steps_done: int, timeout: float):
     """Queue ``prompt`` and follow the server's websocket (aiohttp: a ComfyUI requirement) until node
-    ``node_id`` reports ``steps_done`` of its progress; (prompt id, that progress or None if the prompt
-    ended first)."""
+    ``node_id`` reports ``steps_done`` of its progress; (prompt id, that progress, or None when the
+    prompt ended or ``timeout`` passed first)."""
     import aiohttp
 
     client_id = uuid.uuid4().hex
     async with aiohttp.ClientSession() as session, session.ws_connect(f"{server.url}/ws?clientId={client_id}") as ws:
         prompt_id = server.queue(prompt, client_id=client_id)
-        async with asyncio.timeout(timeout):
-            async for msg in ws:
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    continue
-                message = json.loads(msg.data)
-                kind, data = message.get("type"), message.get("data") or {}
-                if data.get("prompt_id") not in (None, prompt_id):
-                    continue
-                if kind == "progress" and data.get("node") == node_id and data.get("value", 0) >= steps_done:
-                    return prompt_id, {"value": data["value"], "max": data.get("max")}
-                if kind in ("execution_success", "execution_error", "execution_interrupted"):
-                    return prompt_id, None
+        try:
+            async with asyncio.timeout(timeout):
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    message = json.loads(msg.data)
+                    kind, data = message.get("type"), message.get("data") or {}
+                    if data.get("prompt_id") not in (None, prompt_id):
+                        continue
+                    if kind == "progress" and data.get("node") == node_id and data.get("value", 0) >= steps_done:
+                        return prompt_id, {"value": data["value"], "max": data.get("max")}
+                    if kind in ("execution_success", "execution_error", "execution_interrupted"):
+                        break
+        except TimeoutError:
+            pass
     return prompt_id, None
 
 

@@ -7,7 +7,7 @@
 #   bash devtools/stage_device.sh      # from the repository root, on a machine with PyPI access
 #
 # Call 1 (speed beside the official, modes, parity and the fp16/bf16 bound, rasterizer; not the footprint
-# counts, which need no GPU and cost CPU minutes there) carries:
+# counts, which run on fake tensors and need no GPU) carries:
 #   .wheels/    diffusers (this environment's version), installed there with --no-deps
 #   .official/  the official pipeline folder (../shared/official_mimo), run beside ours
 #   .parity/    parity case_b (case_a, 44 MiB, does not fit beside the rest)
@@ -23,8 +23,8 @@ PY=${PYTHON:-python}
 PYVER=${PYVER:-3.12}
 SHARED=${SHARED:-../shared}
 # ComfyUI's requirements missing on the device image (see the device tool's KINDS.md), with their own
-# requirements (typing_extensions too: pydantic needs a newer one than torch does); kornia (only some
-# comfy_extras nodes) is left out.
+# requirements (typing_extensions too: pydantic needs 4.16 or newer); kornia (only some comfy_extras
+# nodes) is left out.
 COMFY_WHEELS="av torchsde trampoline alembic Mako SQLAlchemy greenlet pydantic pydantic_core annotated-types
 typing-inspection typing_extensions pydantic-settings python-dotenv spandrel"
 
