@@ -3,7 +3,8 @@
 #
 #   bash benchmarks/gpu_check.sh          # on a CUDA machine, from the repository root
 #   bash benchmarks/gpu_check.sh --cpu    # the same checks end to end on the CPU at a tiny size
-#   ... --only comfy,parity / --skip comfy  # some parts: official modes footprint parity comfy rasterizer parallel
+#   ... --only comfy,parity / --skip comfy  # some parts: official modes footprint parity comfy
+#                                             # rasterizer compile parallel
 #
 # Needs: torch, numpy, pillow, transformers, safetensors, and diffusers (on a machine without network,
 # `bash devtools/stage_device.sh` stages its wheel in .wheels/, installed into .gpu-check-site/ first,
@@ -13,7 +14,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-PARTS="official modes footprint parity comfy rasterizer parallel"
+PARTS="official modes footprint parity comfy rasterizer compile parallel"
 CPU=0; ONLY=; SKIP=
 while [ $# -gt 0 ]; do
     case $1 in
@@ -92,6 +93,18 @@ if part comfy; then
 fi
 # 5. the torch rasterizer (goal on a GPU: >= 400 frames/s at 784x784)
 part rasterizer && run $PY -m benchmarks.bench_rasterizer --width $S --height $S --frames 8 --device $DEV --backend torch
+# 5b. torch.compile (GroupNorm+SiLU, GEGLU), last of the timed parts as it compiles first: fast mode at
+#     the first size (compiled in its first step; step_s_median is the compiled speed), then the
+#     precision bound with ours compiled
+if part compile; then
+    run $PY -m benchmarks.bench_sampler $TINY --device $DEV --dtype $DT --width $S --height $S --frames 24 \
+        --steps $STEPS --memory fast --no-decode --compile
+    for case in "$PARITY"/case_*; do
+        [ -d "$case" ] || continue
+        if [ -n "$OFFICIAL" ]; then run $PY -m benchmarks.precision_bound "$case" --device $DEV --official "$OFFICIAL" --compile
+        else echo '{"check": "precision_bound", "compile": true, "skipped": "no official folder"}'; fi
+    done
+fi
 # 6. the window-parallel sampler (needs ray): every CUDA device one worker, or two workers on one GPU
 #    (same bits as one device, and the overhead per step); tiny weights on the CPU run
 if ! part parallel; then :

@@ -8,6 +8,7 @@ process with its pinned wheels) in fp32 and fp16, all on ``--device``. Prints on
 each half-precision video is from the same implementation's fp32 video (max and mean abs), and
 ``ok``: ours in fp16 and in bf16 no farther than the official fp16 (issue 8's bound). The official
 code has no bf16 path, so bf16 is held to the official fp16 figure too. Exit status 1 when not ok.
+``--compile``: ours with the denoiser's cores through torch.compile (and whether they ran compiled).
 """
 
 import argparse
@@ -54,6 +55,7 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--official", type=Path, default=None,
                    help="the official pipeline's folder (default ../shared/official_mimo or .official)")
+    p.add_argument("--compile", action="store_true", help="ours with the denoiser's cores through torch.compile")
     args = p.parse_args(argv)
     folder = args.official or next((d for d in (ROOT / ".official", ROOT.parent / "shared" / "official_mimo")
                                     if (d / "src").is_dir()), None)
@@ -63,7 +65,8 @@ def main(argv=None) -> int:
         p.error(f"{args.case_dir} is not a parity case folder (no case.json)")
 
     tool = _parity_tool()
-    ours = {name: tool.run_case(args.case_dir, dtype, args.device)["video"] for name, dtype in DTYPES.items()}
+    ours = {name: tool.run_case(args.case_dir, dtype, args.device, compile=args.compile)["video"]
+            for name, dtype in DTYPES.items()}
     with tempfile.TemporaryDirectory(prefix="mimo-precision-") as tmp:
         theirs, runs = {}, {}
         for name in ("fp32", "fp16"):
@@ -77,6 +80,8 @@ def main(argv=None) -> int:
         "ours_fp32_vs_official_fp32": distance(ours["fp32"], theirs["fp32"]),
         "official_fp32_vs_recorded_max_abs": runs["fp32"]["vs_recorded_max_abs"],
     }
+    if args.compile:
+        result.update(compiled=tool.compile_failure() is None, compile_failure=tool.compile_failure())
     within = {name: all(result[f"ours_{name}_vs_fp32"][k] <= bound[k] for k in bound) for name in ("fp16", "bf16")}
     result.update(fp16_within_bound=within["fp16"], bf16_within_bound=within["bf16"], ok=all(within.values()))
     print(json.dumps(result), flush=True)

@@ -77,7 +77,7 @@ def _sample(b: WorkflowBuilder, c: dict, size: dict, motion, scene_frames=None):
     if scene_frames is not None:
         b.connect(*scene_frames, scene, "scene")
     motion_node, slot = motion() if callable(motion) else motion
-    sampler = b.add("MIMOSampler", (800, 120), size=(320, 330), **size, seed=42, steps=4, cfg=3.5,
+    sampler = b.add("MIMOSampler", (800, 120), size=(320, 354), **size, seed=42, steps=4, cfg=3.5,
                     context_frames=24, overlap=4)
     b.connect(c["loader"], 0, sampler, "mimo_model")
     b.connect(identity, "identity", sampler, "identity")

@@ -6,8 +6,8 @@
 #
 #   bash devtools/stage_device.sh      # from the repository root, on a machine with PyPI access
 #
-# Call 1 (speed beside the official, modes, parity and the fp16/bf16 bound, rasterizer; not the footprint
-# counts, which run on fake tensors and need no GPU) carries:
+# Call 1 (speed beside the official, modes, parity and the fp16/bf16 bound, rasterizer, then torch.compile;
+# not the footprint counts, which run on fake tensors and need no GPU) carries:
 #   .wheels/    diffusers (this environment's version), installed there with --no-deps
 #   .official/  the official pipeline folder (../shared/official_mimo), run beside ours
 #   .parity/    parity case_b (case_a, 44 MiB, does not fit beside the rest)

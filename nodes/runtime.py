@@ -65,10 +65,10 @@ class MIMOHandle:
         return sum(p.numel() * p.element_size() for n in names for p in getattr(self.models, n).parameters())
 
 
-def sampler_plan(handle: MIMOHandle, memory: str, **call) -> tuple[SamplerPlan, str, int]:
+def sampler_plan(handle: MIMOHandle, memory: str, compile: bool = False, **call) -> tuple[SamplerPlan, str, int]:
     """The library's memory plan for one sampler call, from ComfyUI's view of the device: what is
-    free plus what the models it could evict hold; --lowvram / --novram force the low mode.
-    Returns (plan, mode used, bytes the denoising needs beyond its weights)."""
+    free plus what the models it could evict hold; --lowvram / --novram force the low mode; ``compile``:
+    the plan's torch.compile switch. Returns (plan, mode used, bytes the denoising needs beyond its weights)."""
     device = mm.get_torch_device()
     free = None
     if device.type != "cpu":
@@ -78,6 +78,7 @@ def sampler_plan(handle: MIMOHandle, memory: str, **call) -> tuple[SamplerPlan, 
     plan, used = memory_modes.plan_sampler(memory, device=device, free_bytes=free, dtype=handle.dtype,
                                            weight_bytes=handle.bytes_of("denoiser", "pose_guider"),
                                            force_low=forced, **call)
+    plan.compile = bool(compile)
     log.info("MIMO Sampler: %s memory mode (%s).", used, plan)
     need = memory_modes.denoising_bytes(plan, used, dtype=handle.dtype,
                                         **{k: v for k, v in call.items() if k != "overlap"})

@@ -141,6 +141,7 @@ class WindowWorker:
                                     sequential_guidance=payload["sequential"])
         indices = [torch.tensor(w) for w in payload["windows"]]  # the same tensors every step (pose cache keys)
         self.unet.set_row_chunk(payload["row_chunk"], payload["ff_tokens"])
+        self.unet.set_compiled(payload["compile"])
         self.videos[video] = (predictor, indices)
 
     def predict(self, video: str, groups: list[list[int]], xs: list[list[torch.Tensor]], t: torch.Tensor):
@@ -158,6 +159,7 @@ class WindowWorker:
         self.videos.pop(video, None)
         if self.unet is not None and not self.videos:
             self.unet.set_row_chunk(0)
+            self.unet.set_compiled(False)
 
 
 def default_threads(devices: list[str]) -> int | None:
@@ -226,7 +228,8 @@ class WindowParallel(WindowExecutor):
         else:
             pose = ("features", predict.pose.cpu())
         return {"pose": pose, "windows": windows, "cfg": predict.cfg, "sequential": predict.sequential,
-                "row_chunk": plan.row_chunk, "ff_tokens": plan.ff_tokens, "clip": predict.cond.cpu(), "scene": predict.scene.cpu(),
+                "row_chunk": plan.row_chunk, "ff_tokens": plan.ff_tokens, "compile": plan.compile,
+                "clip": predict.cond.cpu(), "scene": predict.scene.cpu(),
                 "kv": {p: ReferenceKV(v.key.cpu(), v.value.cpu()) for p, v in predict.reference_kv.items()}}
 
     @contextmanager

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .compiled import CompiledCore
+
 
 class Attention(nn.Module):
     def __init__(self, query_dim: int, heads: int, context_dim: int | None = None):
@@ -63,6 +65,8 @@ class GEGLUFeedForward(nn.Module):
     # same work per piece); every token is independent here. Bounds the 8x-wide hidden activation.
     token_chunk = 0
 
+    compiled = False  # True: the core runs through torch.compile (MIMOUNet.set_compiled)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.shape[-1]
         step = max(1, self.token_chunk * BASE_CHANNELS**2 // c**2) if self.token_chunk > 0 else 0
@@ -72,8 +76,17 @@ class GEGLUFeedForward(nn.Module):
         return self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden, gate = self.net[0].proj(x).chunk(2, dim=-1)
-        return self.net[2](hidden * F.gelu(gate))
+        gated = COMPILED_GEGLU if self.compiled else geglu
+        return self.net[2](gated(self.net[0].proj(x)))
+
+
+def geglu(projected: torch.Tensor) -> torch.Tensor:
+    """hidden * GELU(gate) of the doubled projection: compiled (``COMPILED_GEGLU``) into one pass."""
+    hidden, gate = projected.chunk(2, dim=-1)
+    return hidden * F.gelu(gate)
+
+
+COMPILED_GEGLU = CompiledCore(geglu)
 
 
 @dataclass

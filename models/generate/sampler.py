@@ -71,7 +71,8 @@ class SamplerPlan:
     guidance halves one after the other; pose_cache_bytes: device memory for cached pose features;
     state_on_device: latents and accumulators on the compute device (else the host, for long videos);
     row_chunk: frames at a time through resnets and spatial attention (0: all); ff_tokens: tokens at
-    a time through the feed-forwards, at 320 channels (``MIMOUNet.set_row_chunk``; 0: all)."""
+    a time through the feed-forwards, at 320 channels (``MIMOUNet.set_row_chunk``; 0: all); compile:
+    the denoiser's GroupNorm+SiLU and GEGLU through torch.compile (``MIMOUNet.set_compiled``)."""
 
     windows_per_forward: int = 1
     sequential_guidance: bool = False
@@ -79,6 +80,7 @@ class SamplerPlan:
     state_on_device: bool = True
     row_chunk: int = 0
     ff_tokens: int = 0
+    compile: bool = False
 
 
 def project_reference_tokens(unet: MIMOUNet, tokens: dict[str, torch.Tensor]) -> dict[str, ReferenceKV]:
@@ -272,11 +274,13 @@ def denoise(
             return _steps(predict, scheduler, latents, indices, groups, counter, steps, callback, run)
     if hasattr(unet, "set_row_chunk"):
         unet.set_row_chunk(plan.row_chunk, plan.ff_tokens)
+        unet.set_compiled(plan.compile)
     try:
         return _steps(predict, scheduler, latents, indices, groups, counter, steps, callback)
     finally:
         if hasattr(unet, "set_row_chunk"):
             unet.set_row_chunk(0)
+            unet.set_compiled(False)
 
 
 class WindowExecutor:

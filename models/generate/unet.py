@@ -15,6 +15,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
 from .attention import GEGLUFeedForward, ReferenceContext, SpatialTransformer
+from .compiled import CompiledCore
 from .motion_module import MotionModule
 
 SD15_BLOCK_OUT = (320, 640, 1280, 1280)
@@ -76,6 +77,7 @@ class ResnetBlock(nn.Module):
         self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
     row_chunk = 0  # >0: at most this many frames at a time (low-VRAM mode; each frame is independent)
+    compiled = False  # True: the core runs through torch.compile (MIMOUNet.set_compiled)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         # temb: [B*F, C] already passed through SiLU.
@@ -85,10 +87,21 @@ class ResnetBlock(nn.Module):
         return self._forward(x, temb)
 
     def _forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.time_emb_proj(temb)[:, :, None, None]
-        h = self.conv2(F.silu(self.norm2(h)))
+        norm_silu = COMPILED_GROUP_NORM_SILU if self.compiled else group_norm_silu
+        n1, n2 = self.norm1, self.norm2
+        h = self.conv1(norm_silu(x, n1.num_groups, n1.weight, n1.bias, n1.eps))
+        h = self.conv2(norm_silu(h, n2.num_groups, n2.weight, n2.bias, n2.eps, self.time_emb_proj(temb)[:, :, None, None]))
         return (self.conv_shortcut(x) if self.conv_shortcut is not None else x) + h
+
+
+def group_norm_silu(x, groups: int, weight, bias, eps: float, add=None):
+    """SiLU(GroupNorm(x + add)): compiled (``COMPILED_GROUP_NORM_SILU``) into one pass over x."""
+    if add is not None:
+        x = x + add
+    return F.silu(F.group_norm(x, groups, weight, bias, eps))
+
+
+COMPILED_GROUP_NORM_SILU = CompiledCore(group_norm_silu)
 
 
 class Downsample(nn.Module):
@@ -229,6 +242,13 @@ class MIMOUNet(nn.Module):
                 m.row_chunk = int(rows)
             elif isinstance(m, GEGLUFeedForward):
                 m.token_chunk = int(ff_tokens)
+
+    def set_compiled(self, on: bool) -> None:
+        """Run every resnet block and feed-forward through torch.compile (``compiled.py``; compiled on the
+        first forward, then reused) or not. The output is the same up to float rounding."""
+        for m in self.modules():
+            if isinstance(m, (ResnetBlock, GEGLUFeedForward)):
+                m.compiled = bool(on)
 
     def transformer_blocks(self) -> dict[str, nn.Module]:
         return {name: m for name, m in self.named_modules() if hasattr(m, "project_reference")}

@@ -6,9 +6,9 @@ from comfy_api.latest import io
 
 from ...models import image_ops
 from ...models.distributed import window_parallel
-from ...models.generate import memory_modes, pipeline
+from ...models.generate import compiled, memory_modes, pipeline
 from ...models.generate.sampler import progress_ticks
-from ..runtime import SamplerReporter, cancellable, check_motion_frames, sampler_plan
+from ..runtime import SamplerReporter, cancellable, check_motion_frames, sampler_plan, warn
 from ..types import CATEGORY_GENERATE, MIMOIdentity, MIMOModel, MIMOScene
 
 
@@ -54,6 +54,12 @@ class MIMOSampler(io.ComfyNode):
                                         "device (same output). Needs 'pip install ray'; a local Ray runtime starts "
                                         "on the first run with two or more devices and is reused. The memory mode "
                                         "is planned for ComfyUI's device and used by every worker."),
+                io.Boolean.Input("compile", default=False, optional=True,
+                                 tooltip="Compile the denoiser's GroupNorm+SiLU and GEGLU layers with torch.compile "
+                                         "(one pass each instead of three). The first run compiles for a minute or "
+                                         "so (kept on disk for later runs); the output is the same up to float "
+                                         "rounding. Needs Triton on an NVIDIA GPU, a C++ compiler on the CPU; if "
+                                         "compiling fails the run goes on uncompiled and says why."),
                 io.Noise.Input("noise", optional=True,
                                tooltip="Initial noise from a core noise node (e.g. RandomNoise) instead of the seed."),
             ],
@@ -63,7 +69,7 @@ class MIMOSampler(io.ComfyNode):
 
     @classmethod
     def execute(cls, mimo_model, identity, motion, scene, width, height, seed, steps, cfg, context_frames,
-                overlap, memory="auto", devices="auto", noise=None) -> io.NodeOutput:
+                overlap, memory="auto", devices="auto", compile=False, noise=None) -> io.NodeOutput:
         pipeline.check_size(width, height)
         executor = window_parallel.executor_for(devices, mm.get_torch_device())  # checks the list first
         frames = motion.shape[0]
@@ -72,8 +78,8 @@ class MIMOSampler(io.ComfyNode):
                                 dtype=mimo_model.dtype, on_cpu=on_cpu,
                                 block_out_channels=mimo_model.models.denoiser.config.block_out_channels)
         warning = check_motion_frames(motion)
-        plan, mode, need = sampler_plan(mimo_model, memory, width=width, height=height, frames=frames, cfg=cfg,
-                                        context_frames=context_frames, overlap=overlap)
+        plan, mode, need = sampler_plan(mimo_model, memory, compile=compile, width=width, height=height,
+                                        frames=frames, cfg=cfg, context_frames=context_frames, overlap=overlap)
         models = mimo_model.load(*pipeline.networks_needed(identity, scene, width, height))
         # low: everything else leaves the GPU; fast: other models only as far as the activations need
         room = {"free_bytes": need} if mode == "fast" else {}
@@ -89,4 +95,9 @@ class MIMOSampler(io.ComfyNode):
                 context_frames=context_frames, overlap=overlap, seed=seed, noise=initial, callback=reporter,
                 plan=plan, before_denoise=before_denoise, executor=executor,
             )
+        if compile and compiled.failure():
+            note = warn(f"compile is on but torch.compile failed, so this run was not compiled (same output, "
+                        f"uncompiled speed): {compiled.failure()}. Install Triton (NVIDIA) or a C++ compiler (CPU), "
+                        "or turn compile off.")
+            warning = warning or note
         return io.NodeOutput({"samples": latents / pipeline.LATENT_SCALE}, ui=warning)

@@ -37,13 +37,14 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images * 255).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def run_case(case_dir: Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> dict:
+def run_case(case_dir: Path, dtype: torch.dtype = torch.float32, device: str = "cpu", compile: bool = False) -> dict:
     pack = load_pack()
     from importlib import import_module
 
     loading = import_module(f"{pack.__name__}.models.generate.loading")
     pipeline = import_module(f"{pack.__name__}.models.generate.pipeline")
     prep = import_module(f"{pack.__name__}.models.generate.reference_prep")
+    sampler = import_module(f"{pack.__name__}.models.generate.sampler")
 
     case = json.loads((case_dir / "case.json").read_text())
     data = load_file(str(case_dir / "case.safetensors"))
@@ -77,7 +78,7 @@ def run_case(case_dir: Path, dtype: torch.dtype = torch.float32, device: str = "
     latents = pipeline.sample(
         models, identity, motion, scene, width, height, steps=case["steps"], cfg=case["guidance_scale"],
         context_frames=case["context_frames"], overlap=case["context_overlap"], noise=noise,
-        callback=keep_latents,
+        callback=keep_latents, plan=sampler.SamplerPlan(compile=compile),
     )
     for i, lat in enumerate(latents_by_step):
         key = f"latents_after_step_{i}"
@@ -96,6 +97,13 @@ def run_case(case_dir: Path, dtype: torch.dtype = torch.float32, device: str = "
     }
 
 
+def compile_failure() -> str | None:
+    """Why the compiled cores ran uncompiled in this process (None: they did not fail)."""
+    from importlib import import_module
+
+    return import_module(f"{load_pack().__name__}.models.generate.compiled").failure()
+
+
 def passed(result: dict) -> bool:
     return result["max_abs"] <= MAX_ABS and result["mean_abs"] <= MEAN_ABS
 
@@ -107,14 +115,17 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32",
                         help="fp16/bf16: report the error only (the pass bound is for fp32)")
+    parser.add_argument("--compile", action="store_true", help="the denoiser's cores through torch.compile")
     args = parser.parse_args(argv)
     if not (args.case_dir / "case.json").is_file():
         print(f"{args.case_dir} is not a parity case folder (no case.json).", file=sys.stderr)
         return 2
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    result = run_case(args.case_dir, dtypes[args.dtype], args.device)
+    result = run_case(args.case_dir, dtypes[args.dtype], args.device, compile=args.compile)
     if (args.device, args.dtype) != ("cpu", "fp32"):
         result.update(device=args.device, dtype=args.dtype)
+    if args.compile:
+        result.update(compiled=compile_failure() is None, compile_failure=compile_failure())
     stages = result.pop("stages")
     result.pop("video")
     if args.stages:

@@ -1,0 +1,77 @@
+"""torch.compile of the denoiser's GroupNorm+SiLU and GEGLU (``SamplerPlan.compile``): the same output
+as uncompiled in every memory plan, the cancel hooks still called, and a failed compile reported."""
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from mimo_pack.models.cancel import checks_between_layers
+from mimo_pack.models.generate import compiled
+from mimo_pack.models.generate import sampler as S
+from mimo_pack.models.generate.attention import COMPILED_GEGLU, GEGLUFeedForward
+from mimo_pack.models.generate.tiny import tiny_networks
+from mimo_pack.models.generate.unet import COMPILED_GROUP_NORM_SILU, ResnetBlock
+
+
+@pytest.fixture(scope="module")
+def video():
+    # float64, as in test_memory_modes: a real difference shows, float rounding does not
+    denoiser, reference, guider = (m.double() for m in tiny_networks(seed=3))
+    torch.manual_seed(0)
+    frames, h, w = 10, 8, 8
+    record = {}
+    clip = torch.randn(1, 32, dtype=torch.float64)
+    with torch.no_grad():
+        reference(torch.randn(1, 4, h, w, dtype=torch.float64), 0, clip.reshape(1, 1, -1), record=record)
+    kv = S.project_reference_tokens(denoiser, record)
+    motion = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (frames, 8 * h, 8 * w, 3), dtype=np.uint8))
+    return dict(denoiser=denoiser, guider=guider, kv=kv, clip=clip, motion=motion,
+                scene=torch.randn(frames, 4, h, w), noise=torch.randn(frames, 4, h, w))
+
+
+def run(video, plan):
+    pose = S.PoseFeatures(video["guider"], video["motion"], cache_bytes=plan.pose_cache_bytes)
+    return S.denoise(video["denoiser"], video["kv"], video["clip"], pose, video["scene"], video["noise"],
+                     steps=2, cfg=3.5, context_frames=6, overlap=2, plan=plan)
+
+
+@pytest.mark.parametrize("plan", [
+    S.SamplerPlan(pose_cache_bytes=2**30),  # fast
+    S.SamplerPlan(sequential_guidance=True, row_chunk=3, ff_tokens=1, state_on_device=False),  # low
+], ids=["fast", "low"])
+def test_compiled_denoiser_gives_the_uncompiled_output(video, plan):
+    plain = run(video, plan)
+    checks = []
+    before = COMPILED_GROUP_NORM_SILU.compiled_calls, COMPILED_GEGLU.compiled_calls
+    with checks_between_layers(lambda: checks.append(1), interval=0):  # ComfyUI's cancel points
+        fast = run(video, replace(plan, compile=True))
+    assert compiled.failure() is None, compiled.failure()
+    assert COMPILED_GROUP_NORM_SILU.compiled_calls > before[0] and COMPILED_GEGLU.compiled_calls > before[1]  # it ran
+    assert checks  # and the cancel hooks between modules still did
+    assert (plain - fast).abs().max() < 1e-10
+    assert not any(m.compiled for m in video["denoiser"].modules() if isinstance(m, (ResnetBlock, GEGLUFeedForward)))
+
+
+def test_a_failed_compile_runs_uncompiled_and_says_why(monkeypatch, caplog):
+    from torch._dynamo.exc import TorchDynamoException
+
+    attempts = []
+
+    def broken_compile(fn, **kwargs):
+        def call(*args):
+            attempts.append(1)
+            raise TorchDynamoException("InvalidCxxCompiler: No working C++ compiler found")
+        return call
+
+    monkeypatch.setattr(compiled, "_failure", [])
+    monkeypatch.setattr(compiled.torch, "compile", broken_compile)
+    core = compiled.CompiledCore(lambda x: x * 2)
+    x = torch.arange(4.0)
+    with caplog.at_level(logging.WARNING, logger=compiled.__name__):
+        assert torch.equal(core(x), x * 2) and torch.equal(core(x), x * 2)
+    assert len(attempts) == 1 and core.compiled_calls == 0  # tried once, then uncompiled
+    assert "No working C++ compiler" in compiled.failure()
+    assert len(caplog.records) == 1 and "runs uncompiled" in caplog.text and "g++" in caplog.text
