@@ -4,8 +4,9 @@
 
 Run from the repository root. Prints one JSON line: step_s_median, first_step_s, decode_s, total_s,
 s_per_frame_step, peak_gib (CUDA: max allocated; CPU: max resident set of the process), the memory
-mode and the sampler plan it chose (``--compile``: also whether it ran compiled). ``--tiny`` uses the tiny test architecture (scaling runs on a CPU). For comparison, the official
-pipeline measured 0.892 s/step and 14.1 GiB peak at 784x784, 24 frames, fp16, cfg 3.5 on an H100.
+mode and the sampler plan it chose (``--compile``: also whether it ran compiled). ``--tiny`` uses the
+tiny test architecture (scaling runs on a CPU). For comparison, the official pipeline measured
+0.892 s/step and 14.1 GiB peak at 784x784, 24 frames, fp16, cfg 3.5 on an H100.
 """
 
 import argparse

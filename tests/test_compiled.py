@@ -4,7 +4,6 @@ as uncompiled in every memory plan, the cancel hooks still called, and a failed 
 import logging
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,24 +11,13 @@ from mimo_pack.models.cancel import checks_between_layers
 from mimo_pack.models.generate import compiled
 from mimo_pack.models.generate import sampler as S
 from mimo_pack.models.generate.attention import COMPILED_GEGLU, GEGLUFeedForward
-from mimo_pack.models.generate.tiny import tiny_networks
+from mimo_pack.models.generate.tiny import tiny_sampler_inputs
 from mimo_pack.models.generate.unet import COMPILED_GROUP_NORM_SILU, ResnetBlock
 
 
 @pytest.fixture(scope="module")
 def video():
-    # float64, as in test_memory_modes: a real difference shows, float rounding does not
-    denoiser, reference, guider = (m.double() for m in tiny_networks(seed=3))
-    torch.manual_seed(0)
-    frames, h, w = 10, 8, 8
-    record = {}
-    clip = torch.randn(1, 32, dtype=torch.float64)
-    with torch.no_grad():
-        reference(torch.randn(1, 4, h, w, dtype=torch.float64), 0, clip.reshape(1, 1, -1), record=record)
-    kv = S.project_reference_tokens(denoiser, record)
-    motion = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (frames, 8 * h, 8 * w, 3), dtype=np.uint8))
-    return dict(denoiser=denoiser, guider=guider, kv=kv, clip=clip, motion=motion,
-                scene=torch.randn(frames, 4, h, w), noise=torch.randn(frames, 4, h, w))
+    return tiny_sampler_inputs(seed=3, frames=10)  # float64: a real difference shows, rounding does not
 
 
 def run(video, plan):

@@ -1,31 +1,18 @@
 """Memory modes of the sampler: every plan gives the default output, and plans are picked as documented."""
 
-import numpy as np
 import pytest
 import torch
 
 from mimo_pack.models.generate import memory_modes as M
 from mimo_pack.models.generate import sampler as S
-from mimo_pack.models.generate.tiny import tiny_networks
+from mimo_pack.models.generate.tiny import tiny_sampler_inputs
 
 GIB = 2**30
 
 
 @pytest.fixture(scope="module")
 def video():
-    # float64: the tiny random networks are ill-conditioned enough that float32 rounding of a
-    # different batch split (1e-4 a forward) grows over the steps; in float64 any real difference shows.
-    denoiser, reference, guider = (m.double() for m in tiny_networks(seed=5))
-    torch.manual_seed(0)
-    frames, h, w = 18, 8, 8
-    record = {}
-    clip = torch.randn(1, 32, dtype=torch.float64)
-    with torch.no_grad():
-        reference(torch.randn(1, 4, h, w, dtype=torch.float64), 0, clip.reshape(1, 1, -1), record=record)
-    kv = S.project_reference_tokens(denoiser, record)
-    motion = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (frames, 8 * h, 8 * w, 3), dtype=np.uint8))
-    return dict(denoiser=denoiser, guider=guider, kv=kv, clip=clip, motion=motion,
-                scene=torch.randn(frames, 4, h, w), noise=torch.randn(frames, 4, h, w))
+    return tiny_sampler_inputs(seed=5, frames=18)  # float64: any real difference shows
 
 
 def run(video, plan=None, pose=None, steps=2, cfg=3.5):

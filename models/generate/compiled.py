@@ -1,11 +1,12 @@
 """Optional torch.compile of the denoiser's memory-bound cores (``MIMOUNet.set_compiled``).
 
-Only pure tensor functions are compiled: a resnet block (GroupNorm+SiLU fused around its
-convolutions, with the time embedding and the residual) and a GEGLU feed-forward (the gate's GELU
-and product fused between its two matmuls). One function serves every block of its kind (regional
-compilation: a few graphs, not a whole UNet); attention, the reference rows, row and token pieces
-and the cancel hooks between modules stay as they are. Inductor keeps what it compiles on disk, so
-a later process compiles faster.
+Only pure pointwise and normalisation functions are compiled, no convolution or matmul: a resnet's
+GroupNorm+SiLU (the second with the time embedding's add) and a feed-forward's GEGLU gate (GELU and
+the product), each fused into one pass with no intermediate tensor written. One compiled function
+serves every block width (dynamic shapes: a few graphs for the layouts and sizes, not one a block);
+convolutions, matmuls, attention, the reference rows, row and token pieces and the cancel hooks
+between modules stay as they are. Inductor keeps what it compiles on disk, so a later process
+compiles faster.
 
 When compiling fails (no C++ compiler for the CPU, no Triton for the GPU), every block runs
 uncompiled, the same as with compile off; the reason is logged once and kept in ``failure()``.

@@ -50,6 +50,27 @@ def tiny_networks(seed: int = 0, config: UNetConfig = TINY_UNET):
     return denoiser, reference, pose_guider
 
 
+def tiny_sampler_inputs(seed: int, frames: int, h: int = 8, w: int = 8) -> dict:
+    """What ``sampler.denoise`` takes, with the tiny networks in float64 (they are ill-conditioned
+    enough that float32 rounding of a different batch split grows over the steps; in float64 any real
+    difference shows): denoiser, guider, kv (reference K/V), clip, motion (uint8 frames at 8x the
+    latent size), scene and noise latents [frames,4,h,w]."""
+    import numpy as np
+
+    from .sampler import project_reference_tokens
+
+    denoiser, reference, guider = (m.double() for m in tiny_networks(seed=seed))
+    torch.manual_seed(0)
+    record = {}
+    clip = torch.randn(1, 32, dtype=torch.float64)
+    with torch.no_grad():
+        reference(torch.randn(1, 4, h, w, dtype=torch.float64), 0, clip.reshape(1, 1, -1), record=record)
+    kv = project_reference_tokens(denoiser, record)
+    motion = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (frames, 8 * h, 8 * w, 3), dtype=np.uint8))
+    return dict(denoiser=denoiser, guider=guider, kv=kv, clip=clip, motion=motion,
+                scene=torch.randn(frames, 4, h, w), noise=torch.randn(frames, 4, h, w))
+
+
 def tiny_image_encoder(seed: int = 0):
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 

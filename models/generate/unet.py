@@ -87,15 +87,21 @@ class ResnetBlock(nn.Module):
         return self._forward(x, temb)
 
     def _forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        norm_silu = COMPILED_GROUP_NORM_SILU if self.compiled else group_norm_silu
-        n1, n2 = self.norm1, self.norm2
-        h = self.conv1(norm_silu(x, n1.num_groups, n1.weight, n1.bias, n1.eps))
-        h = self.conv2(norm_silu(h, n2.num_groups, n2.weight, n2.bias, n2.eps, self.time_emb_proj(temb)[:, :, None, None]))
+        if self.compiled:  # each norm fused with its SiLU, the time embedding's add with the second
+            n1, n2, fused = self.norm1, self.norm2, COMPILED_GROUP_NORM_SILU
+            h = self.conv1(fused(x, n1.num_groups, n1.weight, n1.bias, n1.eps))
+            t = self.time_emb_proj(temb)[:, :, None, None]
+            h = self.conv2(fused(h, n2.num_groups, n2.weight, n2.bias, n2.eps, t))
+        else:
+            h = self.conv1(F.silu(self.norm1(x)))
+            h = h + self.time_emb_proj(temb)[:, :, None, None]  # replaces h: one map less alive in the norm
+            h = self.conv2(F.silu(self.norm2(h)))
         return (self.conv_shortcut(x) if self.conv_shortcut is not None else x) + h
 
 
 def group_norm_silu(x, groups: int, weight, bias, eps: float, add=None):
-    """SiLU(GroupNorm(x + add)): compiled (``COMPILED_GROUP_NORM_SILU``) into one pass over x."""
+    """SiLU(GroupNorm(x + add)) on plain tensors (no module call, so no cancel hook is traced), for
+    ``COMPILED_GROUP_NORM_SILU``: one pass over x, no intermediate map written."""
     if add is not None:
         x = x + add
     return F.silu(F.group_norm(x, groups, weight, bias, eps))

@@ -56,8 +56,8 @@ class MIMOSampler(io.ComfyNode):
                                         "is planned for ComfyUI's device and used by every worker."),
                 io.Boolean.Input("compile", default=False, optional=True,
                                  tooltip="Compile the denoiser's GroupNorm+SiLU and GEGLU layers with torch.compile "
-                                         "(one pass each instead of three). The first run compiles for a minute or "
-                                         "so (kept on disk for later runs); the output is the same up to float "
+                                         "(each fused into one pass). The first run is slower while it compiles "
+                                         "(kept on disk for later runs); the output is the same up to float "
                                          "rounding. Needs Triton on an NVIDIA GPU, a C++ compiler on the CPU; if "
                                          "compiling fails the run goes on uncompiled and says why."),
                 io.Noise.Input("noise", optional=True,
@@ -97,7 +97,7 @@ class MIMOSampler(io.ComfyNode):
             )
         if compile and compiled.failure():
             note = warn(f"compile is on but torch.compile failed, so this run was not compiled (same output, "
-                        f"uncompiled speed): {compiled.failure()}. Install Triton (NVIDIA) or a C++ compiler (CPU), "
-                        "or turn compile off.")
+                        f"uncompiled speed): {compiled.failure()}. Install Triton (NVIDIA) or a C++ compiler (CPU) "
+                        "and restart ComfyUI, or turn compile off.")
             warning = warning or note
         return io.NodeOutput({"samples": latents / pipeline.LATENT_SCALE}, ui=warning)
