@@ -42,9 +42,12 @@ def build(weights: Path, case: dict, device: str, dtype: torch.dtype) -> Pose2Vi
     guider = case["pose_guider"]
     pose_guider = PoseGuider(guider["conditioning_embedding_channels"], conditioning_channels=3,
                              block_out_channels=tuple(guider["block_out_channels"]))
-    denoiser.load_state_dict(torch.load(weights / "denoising_unet.pth", map_location="cpu"), strict=False)
-    reference.load_state_dict(torch.load(weights / "reference_unet.pth", map_location="cpu"))
-    pose_guider.load_state_dict(torch.load(weights / "pose_guider.pth", map_location="cpu"))
+    def tensors(name: str) -> dict:  # a state dict only: a model file must never run code
+        return torch.load(weights / name, map_location="cpu", weights_only=True)
+
+    denoiser.load_state_dict(tensors("denoising_unet.pth"), strict=False)
+    reference.load_state_dict(tensors("reference_unet.pth"))
+    pose_guider.load_state_dict(tensors("pose_guider.pth"))
     pipe = Pose2VideoPipeline(vae=AutoencoderKL.from_pretrained(weights / "sd-vae-ft-mse"),
                               image_encoder=CLIPVisionModelWithProjection.from_pretrained(weights / "image_encoder"),
                               reference_unet=reference, denoising_unet=denoiser, pose_guider=pose_guider,
