@@ -14,6 +14,7 @@ uncompiled, the same as with compile off; the reason is logged once and kept in 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -32,12 +33,14 @@ def failure() -> str | None:
     return _failure[0] if _failure else None
 
 
+@functools.cache  # asked on every call of a compiled core (hundreds a forward): looked up once
 def _compile_errors() -> tuple[type[BaseException], ...]:
     from torch._dynamo import exc  # TorchDynamoException covers BackendCompilerFailed and InductorError
 
     return tuple(getattr(exc, name) for name in ("TorchDynamoException", "FailOnRecompileLimitHit") if hasattr(exc, name))
 
 
+@functools.cache
 def _dynamo_settings() -> dict:
     """Room for the graphs a UNet's layouts and sizes need, and an error (not a quiet fall back to
     uncompiled code) past it; the names of torch 2.6 and later, the older one before."""

@@ -77,7 +77,7 @@ class ResnetBlock(nn.Module):
         self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
     row_chunk = 0  # >0: at most this many frames at a time (low-VRAM mode; each frame is independent)
-    compiled = False  # True: the core runs through torch.compile (MIMOUNet.set_compiled)
+    compiled = False  # True: both GroupNorm+SiLU run fused through torch.compile (MIMOUNet.set_compiled)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         # temb: [B*F, C] already passed through SiLU.
