@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on CUDA
     case = json.loads((args.case_dir / "case.json").read_text())
     data = load_file(str(args.case_dir / "case.safetensors"))
     start = time.perf_counter()

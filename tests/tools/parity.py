@@ -39,6 +39,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def run_case(case_dir: Path, dtype: torch.dtype = torch.float32, device: str = "cpu", compile: bool = False) -> dict:
     pack = load_pack()
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 on CUDA
     from importlib import import_module
 
     loading = import_module(f"{pack.__name__}.models.generate.loading")
@@ -57,7 +58,7 @@ def run_case(case_dir: Path, dtype: torch.dtype = torch.float32, device: str = "
     stages: dict[str, list[float]] = {}
 
     def compare(name, ours, recorded):
-        d = (ours.float().reshape(recorded.shape) - recorded.float()).abs()
+        d = (ours.detach().float().cpu().reshape(recorded.shape) - recorded.float()).abs()
         stages[name] = [float(d.max()), float(d.mean())]
 
     compare("clip_pixel_values", prep.clip_pixel_values(reference), data["clip_pixel_values"])
