@@ -73,6 +73,8 @@ def main(argv=None) -> dict:
     p.add_argument("--no-decode", action="store_true", help="skip the VAE decode")
     p.add_argument("--compile", action="store_true",
                    help="the denoiser's GroupNorm+SiLU and GEGLU through torch.compile (compiled in the first step)")
+    p.add_argument("--profile", action="store_true",
+                   help="profile the second step: its kernel time by kind and the largest kernels (torch.profiler)")
     args = p.parse_args(argv)
     load_pack()
     from mimo_pack.models.generate import compiled, memory_modes, pipeline
@@ -101,11 +103,15 @@ def main(argv=None) -> dict:
     scene = pipeline.encode_scene(models, None, args.width, args.height)
     marks = [time.perf_counter()]
 
+    profiler = StepProfiler(device) if args.profile else None
+
     def on_progress(progress):
         if progress.denoised is not None:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             marks.append(time.perf_counter())
+            if profiler is not None:
+                profiler.after_step(len(marks) - 1)
 
     latents = pipeline.sample(models, identity, motion, scene, args.width, args.height, steps=args.steps,
                               cfg=args.cfg, callback=on_progress, plan=plan, before_denoise=offload)
@@ -131,10 +137,62 @@ def main(argv=None) -> dict:
         "total_s": round(end - start, 4),
         "peak_gib": round(peak, 3),
     }
+    if profiler is not None:
+        result["profile"] = profiler.summary()
     if args.compile:  # did it run compiled (the first step also compiled: see first_step_s)
         result.update(compiled=compiled.failure() is None, compile_failure=compiled.failure())
     print(json.dumps(result))
     return result
+
+
+# Kernel (or CPU op) name fragments of each kind, the first match wins.
+KINDS = (("attention", ("sdpa", "fmha", "flash", "attention")), ("memcpy", ("memcpy", "memset")),
+         ("layout", ("nchwtonhwc", "nhwctonchw", "catarray", "copy", "cat", "clone", "contiguous")),
+         ("conv", ("fprop", "implicit", "conv", "dgrad", "wgrad")), ("norm", ("norm", "moments")),
+         ("gemm", ("gemm", "nvjet", "cutlass", "mm", "linear")), ("elementwise", ("elementwise", "kernel", "add", "mul", "silu", "gelu", "sub", "div")))
+
+
+def kind_of(name: str) -> str:
+    low = name.lower()
+    return next((kind for kind, parts in KINDS if any(part in low for part in parts)), "other")
+
+
+class StepProfiler:
+    """torch.profiler over one denoising step (the second: the first compiles and fills caches);
+    on CUDA the kernels' device time, on the CPU the ops' own CPU time."""
+
+    def __init__(self, device: torch.device):
+        from torch.profiler import ProfilerActivity, profile
+
+        self.cuda = device.type == "cuda"
+        self.prof = profile(activities=[ProfilerActivity.CUDA if self.cuda else ProfilerActivity.CPU])
+        self.events = None
+
+    def after_step(self, step: int) -> None:
+        if step == 1:
+            self.prof.start()
+        elif step == 2:
+            self.prof.stop()
+            self.events = self.prof.key_averages()
+
+    def summary(self, top: int = 15) -> dict:
+        if self.events is None:
+            return {"error": "fewer than 3 steps: nothing profiled"}
+        rows = []
+        for e in self.events:
+            if self.cuda:
+                us = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+            else:
+                us = e.self_cpu_time_total
+            if us > 0:
+                rows.append((e.key, us / 1e3, e.count))
+        by_kind: dict[str, float] = {}
+        for name, ms, _ in rows:
+            by_kind[kind_of(name)] = by_kind.get(kind_of(name), 0.0) + ms
+        rows.sort(key=lambda r: -r[1])
+        return {"step_ms": round(sum(r[1] for r in rows), 1), "device_time": self.cuda,
+                "ms_by_kind": {k: round(v, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
+                "top": [{"name": n[:100], "ms": round(ms, 2), "calls": c} for n, ms, c in rows[:top]]}
 
 
 if __name__ == "__main__":
