@@ -24,6 +24,7 @@ import torch
 
 from . import ROOT, footprint, load_pack, official_lib
 
+TOP = int(os.environ.get("MIMO_TRAFFIC_TOP", "0"))  # >0: the largest op kinds by bytes too
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
@@ -66,7 +67,7 @@ def ours(width: int, height: int, frames: int, memory: str, dtype: torch.dtype, 
         step = _stepper(sampler, models, identity, scene, motion, plan, cfg, context_frames, overlap)
         with footprint.flop_counter() as flops, footprint.Transfers() as first:
             step()
-        with footprint.Transfers() as later:  # what each later step moves (caches filled)
+        with footprint.Transfers() as later, footprint.Traffic() as traffic:  # each later step (caches filled)
             step()
         return {"impl": "ours", "width": width, "height": height, "frames": frames, "memory": mode,
                 "dtype": str(dtype).replace("torch.", ""), "cfg": cfg, "plan": vars(plan),
@@ -74,7 +75,8 @@ def ours(width: int, height: int, frames: int, memory: str, dtype: torch.dtype, 
                 "step_peak_gib": footprint.gib(mem.peak), "denoiser_weights_gib": footprint.gib(denoiser_bytes),
                 "step_activations_gib": footprint.gib(mem.peak - resident),
                 "peak_gib": footprint.gib(max(encode_peak, mem.peak)),
-                "tflop_per_step": round(flops.get_total_flops() / 1e12, 2), "first_step_transfers": first.summary(), "later_step_transfers": later.summary()}
+                "tflop_per_step": round(flops.get_total_flops() / 1e12, 2), "first_step_transfers": first.summary(), "later_step_transfers": later.summary(),
+                "later_step_traffic": traffic.summary(top=TOP)}
 
 
 def _stepper(sampler, models, identity, scene, motion, plan, cfg, context_frames, overlap):

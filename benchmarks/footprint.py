@@ -77,6 +77,71 @@ class Transfers(TorchDispatchMode):
         return {k: {"count": self.count[k], "mib": round(self.bytes[k] / 2**20, 1)} for k in self.KINDS}
 
 
+class Traffic(TorchDispatchMode):
+    """Bytes read and written by the memory-bound ops (everything but matmuls, convolutions and
+    attention), by kind: ``layout`` (same-dtype copies that change the layout: permute + contiguous),
+    ``casts``, ``cat``, ``norms`` (GroupNorm, LayerNorm), ``pointwise`` (the rest). On a GPU these
+    run at memory speed, so their bytes bound their time; ``mixed_layouts`` counts pointwise ops whose
+    same-shaped inputs are laid out differently (strided kernels, not vectorised ones)."""
+
+    COMPUTE = ("mm", "addmm", "bmm", "baddbmm", "convolution", "_scaled_dot_product")
+    KINDS = ("layout", "casts", "cat", "norms", "pointwise")
+
+    def __init__(self):
+        super().__init__()
+        self.bytes = dict.fromkeys(self.KINDS, 0)
+        self.mixed_layouts = 0
+        self.top: dict[tuple, int] = {}
+
+    @staticmethod
+    def _nbytes(t: torch.Tensor) -> int:
+        return min(t.numel(), t.untyped_storage().nbytes() // t.element_size()) * t.element_size()
+
+    def _kind(self, name: str, inputs: list, out: list) -> str:
+        if "norm" in name:
+            return "norms"
+        if name == "cat":
+            return "cat"
+        if name in ("_to_copy", "copy_", "clone"):
+            return "casts" if inputs and out and inputs[0].dtype != out[-1].dtype else "layout"
+        return "pointwise"
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if name.startswith(self.COMPUTE) or "empty" in name:  # empty*: an allocation, nothing moves
+            return out
+        ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor) and t.device.type == "cuda"]
+        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor) and t.device.type == "cuda"]
+        if not outs:
+            return out
+        moved = sum(self._nbytes(t) for t in ins)
+        if not name.endswith("_"):  # in place (copy_, add_, index_add_): the output is an input
+            in_storages = {t.untyped_storage()._cdata for t in ins}
+            if all(t.untyped_storage()._cdata in in_storages for t in outs):
+                return out  # a view: nothing moves
+            moved += sum(self._nbytes(t) for t in outs)
+        kind = self._kind(name, ins, outs)
+        self.bytes[kind] += moved
+        if kind == "pointwise":
+            shaped = [t for t in ins if t.dim() >= 3 and t.shape == outs[0].shape]
+            if len({t.stride() for t in shaped}) > 1:
+                self.mixed_layouts += 1
+        key = (kind, name, tuple(outs[0].shape))
+        self.top[key] = self.top.get(key, 0) + moved
+        return out
+
+    def summary(self, bandwidth_tb_s: float = 4.0, top: int = 0) -> dict:
+        total = sum(self.bytes.values())
+        result = {"gib": {k: round(v / GIB, 2) for k, v in self.bytes.items()}, "total_gib": round(total / GIB, 2),
+                  "ms_at_bandwidth": round(total / (bandwidth_tb_s * 1e12) * 1e3, 1),
+                  "bandwidth_tb_s": bandwidth_tb_s, "mixed_layout_ops": self.mixed_layouts}
+        if top:
+            ranked = sorted(self.top.items(), key=lambda kv: -kv[1])[:top]
+            result["top"] = [[k[0], k[1], list(k[2]), round(v / GIB, 2)] for k, v in ranked]
+        return result
+
+
 def _flash_sdpa(original):
     def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
         if (attn_mask is None and not kwargs and q.device.type == "cuda" and q.dtype in (torch.float16, torch.bfloat16)

@@ -83,7 +83,8 @@ def test_reference_tokens_reach_only_the_conditional_rows(nets):
                         reference=ReferenceContext(kv, plain_rows=frames))
         plain = denoiser(torch.cat([x, x]), 999, context, frames, torch.cat([pose, pose]))
         cond_only = denoiser(x, 999, clip, frames, pose, reference=ReferenceContext(kv, plain_rows=0))
-    torch.testing.assert_close(both[:frames], plain[:frames])  # uncond: no reference at all
+    # uncond: no reference at all (float32 rounding only: its projections run on half the batch)
+    torch.testing.assert_close(both[:frames], plain[:frames], rtol=1e-4, atol=1e-4)
     assert (both[frames:] - plain[frames:]).abs().max() > 1e-3  # cond: the reference matters
     torch.testing.assert_close(both[frames:], cond_only, rtol=1e-4, atol=1e-5)
 

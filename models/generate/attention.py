@@ -27,17 +27,22 @@ class Attention(nn.Module):
         n, length, c = x.shape
         return x.view(n, length, self.heads, c // self.heads).transpose(1, 2)
 
-    def attend(self, qkv: list[torch.Tensor]) -> torch.Tensor:
-        """qkv: [q, k, v], each [N, L, C] already projected; returns the projected output [N, Lq, C].
-        The list is emptied, so the projections are freed before the output projection (peak memory:
+    def attend(self, qkv: list[torch.Tensor], out: torch.Tensor | None = None) -> torch.Tensor:
+        """qkv: [q, k, v], each [N, L, C] already projected; returns the projected output [N, Lq, C],
+        written into ``out`` when given (contiguous, e.g. some batch rows of a larger result). The
+        list is emptied, so the projections are freed before the output projection (peak memory:
         arguments passed one by one would stay alive until this returns)."""
         n, length, c = qkv[0].shape
         heads = [self.split_heads(t) for t in qkv]
         qkv.clear()
-        out = F.scaled_dot_product_attention(*heads)
+        attended = F.scaled_dot_product_attention(*heads)
         del heads
-        out = out.transpose(1, 2).reshape(n, length, c)
-        return self.to_out[0](out)
+        attended = attended.transpose(1, 2).reshape(n, length, c)
+        final = self.to_out[0]
+        if out is None:
+            return final(attended)
+        torch.addmm(final.bias, attended.view(-1, c), final.weight.t(), out=out.view(-1, c))
+        return out
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         if context is None:
@@ -71,19 +76,35 @@ class GEGLUFeedForward(nn.Module):
         c = x.shape[-1]
         step = max(1, self.token_chunk * BASE_CHANNELS**2 // c**2) if self.token_chunk > 0 else 0
         if 0 < step < x.numel() // c:
-            flat = x.reshape(-1, c)
-            return torch.cat([self._forward(flat[i:i + step]) for i in range(0, flat.shape[0], step)]).view(x.shape)
+            # Each piece's output projection writes straight into its rows of the result: no cat.
+            flat, out = x.reshape(-1, c), x.new_empty(x.shape).view(-1, c)
+            for i in range(0, flat.shape[0], step):
+                self._forward(flat[i:i + step], out=out[i:i + step])
+            return out.view(x.shape)
         return self._forward(x)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        gated = COMPILED_GEGLU if self.compiled else geglu
-        return self.net[2](gated(self.net[0].proj(x)))
+    def _forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        # The doubled projection as its two halves: hidden and gate come out contiguous (the gate
+        # runs vectorised, in place), not as strided halves of one wide tensor.
+        proj, inner = self.net[0].proj, self.net[2].in_features
+        hidden = F.linear(x, proj.weight[:inner], proj.bias[:inner])
+        gate = F.linear(x, proj.weight[inner:], proj.bias[inner:])
+        gated = COMPILED_GEGLU(hidden, gate) if self.compiled else geglu_(hidden, gate)
+        del hidden, gate
+        final = self.net[2]
+        if out is None:
+            return final(gated)
+        return torch.addmm(final.bias, gated.view(-1, inner), final.weight.t(), out=out)
 
 
-def geglu(projected: torch.Tensor) -> torch.Tensor:
-    """hidden * GELU(gate) of the doubled projection: compiled (``COMPILED_GEGLU``) into one pass."""
-    hidden, gate = projected.chunk(2, dim=-1)
+def geglu(hidden: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """hidden * GELU(gate): compiled (``COMPILED_GEGLU``) into one pass."""
     return hidden * F.gelu(gate)
+
+
+def geglu_(hidden: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """``geglu`` in place (two vectorised passes, no new tensor): the result is ``hidden``."""
+    return hidden.mul_(torch.ops.aten.gelu_(gate))
 
 
 COMPILED_GEGLU = CompiledCore(geglu)
@@ -131,11 +152,15 @@ class SpatialTransformerBlock(nn.Module):
         p = reference.plain_rows
         # The plain rows first, then the reference rows' keys/values built straight into their
         # concatenation: no keys/values of all rows and their copies alive at once (peak memory).
-        plain = attn.attend([attn.to_q(n[:p]), attn.to_k(n[:p]), attn.to_v(n[:p])]) if p else None
+        # Both write into their rows of one result (no concatenation of the outputs).
+        result = n.new_empty(n.shape) if p else None
+        if p:
+            attn.attend([attn.to_q(n[:p]), attn.to_k(n[:p]), attn.to_v(n[:p])], out=result[:p])
         rows, count = n[p:], n.shape[0] - p
         with_ref = attn.attend([attn.to_q(rows), torch.cat([attn.to_k(rows), kv.key.expand(count, -1, -1)], dim=1),
-                                torch.cat([attn.to_v(rows), kv.value.expand(count, -1, -1)], dim=1)])
-        return with_ref if plain is None else torch.cat([plain, with_ref], dim=0)
+                                torch.cat([attn.to_v(rows), kv.value.expand(count, -1, -1)], dim=1)],
+                               out=result[p:] if p else None)
+        return with_ref if result is None else result
 
     def forward(self, x, context, reference: ReferenceContext | None = None, record: dict | None = None):
         n = self.norm1(x)
@@ -175,15 +200,23 @@ class SpatialTransformer(nn.Module):
 
     def forward(self, x, context, reference=None, record=None):
         rows = self.row_chunk
-        if record is None and 0 < rows < x.shape[0]:
-            return torch.cat([self._forward(x[i:i + rows], context[i:i + rows], _rows_of(reference, i, rows))
-                              for i in range(0, x.shape[0], rows)])
+        if record is None and 0 < rows < x.shape[0]:  # each piece writes into its rows of the result
+            out = torch.empty_like(x)
+            for i in range(0, x.shape[0], rows):
+                self._forward(x[i:i + rows], context[i:i + rows], _rows_of(reference, i, rows), out=out[i:i + rows])
+            return out
         return self._forward(x, context, reference, record)
 
-    def _forward(self, x, context, reference=None, record=None):
+    def _forward(self, x, context, reference=None, record=None, out=None):
         n, c, h, w = x.shape
-        y = self.proj_in(self.norm(x)).permute(0, 2, 3, 1).reshape(n, h * w, c)
+        y = token_projection(self.proj_in, self.norm(x).permute(0, 2, 3, 1).reshape(n, h * w, c))
         for block in self.transformer_blocks:
             y = block(y, context, reference, record)
-        y = y.reshape(n, h, w, c).permute(0, 3, 1, 2)
-        return self.proj_out(y) + x
+        y = token_projection(self.proj_out, y).view(n, h, w, c).permute(0, 3, 1, 2)
+        return torch.add(x, y, out=out)  # x first: the sum keeps x's layout (contiguous)
+
+
+def token_projection(conv: nn.Conv2d, tokens: torch.Tensor) -> torch.Tensor:
+    """A 1x1 convolution applied to [N, L, C] tokens as the matrix product it is: contiguous tokens
+    in and out, the bias added in the product, no layout conversions around a convolution."""
+    return F.linear(tokens, conv.weight.view(conv.out_channels, conv.in_channels), conv.bias)

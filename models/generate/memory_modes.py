@@ -27,8 +27,9 @@ MODES = ("auto", "fast", "low")
 GIB = 2**30
 # Activations of one forward, 16-bit: bytes per latent pixel of each image in it, plus fixed-size
 # pieces (feed-forward chunks, reference K/V). Low: per frame of the window (one half at a time).
-ACTIVATION_PER_LATENT_PIXEL, ACTIVATION_FIXED = 8.5 * 1024, int(0.4 * 2**30)
-LOW_ACTIVATION_PER_LATENT_PIXEL, LOW_ACTIVATION_FIXED = 9.0 * 1024, int(0.2 * 2**30)
+# Fitted to bench_footprint's counts at 256, 512 and 784 (within 0-13% above them).
+ACTIVATION_PER_LATENT_PIXEL, ACTIVATION_FIXED = 8.75 * 1024, int(0.15 * 2**30)
+LOW_ACTIVATION_PER_LATENT_PIXEL, LOW_ACTIVATION_FIXED = 9.5 * 1024, int(0.06 * 2**30)
 LOW_ROW_CHUNK = 4  # frames at a time through the frame-wise layers in low mode (MIMOUNet.set_row_chunk)
 # On the CPU one full-size layer over a whole window (48 images with guidance) takes 1-2.5 s, longer
 # than Cancel may wait: there those layers also go 4 frames at a time (measured: no slower).

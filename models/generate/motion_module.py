@@ -37,18 +37,19 @@ class TemporalAttention(Attention):
         super().__init__(dim, heads)
         self.pos_encoder = PositionalEncoding(dim, max_len)
 
-    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
-        # x: [B*F, L, C] -> [B*L, F, C]; the position encoding goes into the normalised input only.
-        bf, length, c = x.shape
-        b = bf // frames
-        t = self.pos_encoder(x.view(b, frames, length, c).transpose(1, 2).reshape(b * length, frames, c))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: [B*L, F, C], every token's frames in a row; the position encoding goes into the
+        # normalised input only.
+        t = self.pos_encoder(x)
         qkv = [self.to_q(t), self.to_k(t), self.to_v(t)]
         del t
-        t = self.attend(qkv)
-        return t.view(b, length, frames, c).transpose(1, 2).reshape(bf, length, c)
+        return self.attend(qkv)
 
 
 class TemporalTransformerBlock(nn.Module):
+    """Runs on [B*L, F, C]: attention over F; norms, feed-forward and residuals are per token, so
+    the tokens stay in that order for the whole block (no reordering per attention)."""
+
     def __init__(self, dim: int, heads: int, max_len: int, num_attention: int = 2):
         super().__init__()
         self.attention_blocks = nn.ModuleList([TemporalAttention(dim, heads, max_len) for _ in range(num_attention)])
@@ -56,9 +57,9 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = GEGLUFeedForward(dim)
         self.ff_norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         for attention, norm in zip(self.attention_blocks, self.norms):
-            x = attention(norm(x), frames) + x
+            x = attention(norm(x)) + x
         return self.ff(self.ff_norm(x)) + x
 
 
@@ -71,12 +72,15 @@ class TemporalTransformer(nn.Module):
         self.proj_out = nn.Linear(channels, channels)
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
+        # [B*F, C, H, W] -> [B*H*W, F, C] once (one copy in), and back through the residual add.
         n, c, h, w = x.shape
-        y = self.proj_in(self.norm(x).permute(0, 2, 3, 1).reshape(n, h * w, c))
+        b = n // frames
+        y = self.norm(x).view(b, frames, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, frames, c)
+        y = self.proj_in(y)
         for block in self.transformer_blocks:
-            y = block(y, frames)
-        y = self.proj_out(y)
-        return y.reshape(n, h, w, c).permute(0, 3, 1, 2) + x
+            y = block(y)
+        y = self.proj_out(y).view(b, h, w, frames, c).permute(0, 3, 4, 1, 2)
+        return (x.view(b, frames, c, h, w) + y).view(n, c, h, w)  # x first: the sum is laid out as x
 
 
 class MotionModule(nn.Module):

@@ -8,6 +8,7 @@ unfold them to attend over time.
 """
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -80,23 +81,30 @@ class ResnetBlock(nn.Module):
     compiled = False  # True: both GroupNorm+SiLU run fused through torch.compile (MIMOUNet.set_compiled)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        # temb: [B*F, C] already passed through SiLU.
-        if 0 < self.row_chunk < x.shape[0]:
-            return torch.cat([self._forward(x[i:i + self.row_chunk], temb[i:i + self.row_chunk])
-                              for i in range(0, x.shape[0], self.row_chunk)])
+        # temb: [B*F, C] already passed through SiLU, or [1, C] when every row has the same timestep.
+        if 0 < self.row_chunk < x.shape[0]:  # each piece writes into its rows of the result: no cat
+            rows, out = self.row_chunk, x.new_empty((x.shape[0], self.conv2.out_channels, *x.shape[2:]))
+            for i in range(0, x.shape[0], rows):
+                self._forward(x[i:i + rows], temb if temb.shape[0] == 1 else temb[i:i + rows], out=out[i:i + rows])
+            return out
         return self._forward(x, temb)
 
-    def _forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        if self.compiled:  # each norm fused with its SiLU, the time embedding's add with the second
-            n1, n2, fused = self.norm1, self.norm2, COMPILED_GROUP_NORM_SILU
-            h = self.conv1(fused(x, n1.num_groups, n1.weight, n1.bias, n1.eps))
-            t = self.time_emb_proj(temb)[:, :, None, None]
-            h = self.conv2(fused(h, n2.num_groups, n2.weight, n2.bias, n2.eps, t))
+    def _forward(self, x: torch.Tensor, temb: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        t = self.time_emb_proj(temb)
+        if t.shape[0] == 1:  # one timestep: added through conv1's bias, not in a pass of its own over h
+            conv1, add = partial(F.conv2d, weight=self.conv1.weight, bias=self.conv1.bias + t[0], padding=1), None
         else:
-            h = self.conv1(F.silu(self.norm1(x)))
-            h = h + self.time_emb_proj(temb)[:, :, None, None]  # replaces h: one map less alive in the norm
+            conv1, add = self.conv1, t[:, :, None, None]
+        if self.compiled:  # each norm fused with its SiLU, a per-row time embedding's add with the second
+            n1, n2, fused = self.norm1, self.norm2, COMPILED_GROUP_NORM_SILU
+            h = conv1(fused(x, n1.num_groups, n1.weight, n1.bias, n1.eps))
+            h = self.conv2(fused(h, n2.num_groups, n2.weight, n2.bias, n2.eps, add))
+        else:
+            h = conv1(F.silu(self.norm1(x)))
+            if add is not None:
+                h = h + add  # replaces h: one map less alive in the norm
             h = self.conv2(F.silu(self.norm2(h)))
-        return (self.conv_shortcut(x) if self.conv_shortcut is not None else x) + h
+        return torch.add(self.conv_shortcut(x) if self.conv_shortcut is not None else x, h, out=out)
 
 
 def group_norm_silu(x, groups: int, weight, bias, eps: float, add=None):
@@ -277,9 +285,10 @@ class MIMOUNet(nn.Module):
         """
         bf = sample.shape[0]
         batch = bf // frames
-        t = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(batch)
-        temb = self.time_embedding(self.time_proj(t).to(self.dtype))
-        temb = F.silu(temb).repeat_interleave(frames, dim=0)
+        t = torch.as_tensor(timestep, device=sample.device).reshape(-1)
+        temb = F.silu(self.time_embedding(self.time_proj(t).to(self.dtype)))
+        if t.numel() != 1:  # one timestep stays one row (the resnets add it through a conv bias)
+            temb = temb.expand(batch, -1).repeat_interleave(frames, dim=0)
         context = context.repeat_interleave(frames, dim=0) if context.shape[0] != bf else context
 
         x = self.conv_in(sample)
