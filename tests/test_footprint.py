@@ -49,6 +49,27 @@ def test_transfers_count_copies_between_host_and_device_and_casts():
     assert s["to_host"]["count"] == 2
 
 
+def test_traffic_counts_what_memory_bound_ops_move_by_kind():
+    with footprint.fake_cuda(), footprint.Traffic() as traffic:
+        x = torch.empty(64, 256, 128, device="cuda", dtype=torch.float16)  # 4 MiB: an allocation, nothing moves
+        x.transpose(1, 2)[:, :3].unsqueeze(0)  # views: nothing moves
+        x.transpose(1, 2).contiguous()  # a layout copy: 4 MiB read, 4 written
+        x.float()  # a cast: 4 read, 8 written
+        x.add_(1)  # in place: 4 MiB (counted once)
+        y = x * 2  # 4 read, 4 written
+        torch.cat([x, y])  # 8 read, 8 written
+        x @ x.transpose(1, 2)  # a matrix product: compute, not counted
+        torch.nn.functional.layer_norm(x, (128,))  # 4 read, 4 written (and its small statistics)
+    gib = {k: v / 2**20 for k, v in traffic.bytes.items()}  # MiB
+    assert gib["layout"] == 8 and gib["casts"] == 12 and gib["cat"] == 16 and gib["pointwise"] == 4 + 8
+    assert gib["norms"] == 8 + 2 * 64 * 256 * 4 / 2**20  # and its float32 mean and rstd
+    assert traffic.mixed_layouts == 0
+    with footprint.fake_cuda(), footprint.Traffic() as mixed:
+        a = torch.empty(8, 16, 32, 32, device="cuda", dtype=torch.float16)
+        a + a.contiguous(memory_format=torch.channels_last)  # same shape, different layouts
+    assert mixed.mixed_layouts == 1
+
+
 @pytest.mark.parametrize("mode", ["fast", "low"])
 def test_estimates_cover_the_counted_activations(mode):
     counted = bench_footprint.ours(256, 256, 24, mode, torch.float16, 3.5, free_gib=80)
