@@ -60,9 +60,9 @@ def test_traffic_counts_what_memory_bound_ops_move_by_kind():
         torch.cat([x, y])  # 8 read, 8 written
         x @ x.transpose(1, 2)  # a matrix product: compute, not counted
         torch.nn.functional.layer_norm(x, (128,))  # 4 read, 4 written (and its small statistics)
-    gib = {k: v / 2**20 for k, v in traffic.bytes.items()}  # MiB
-    assert gib["layout"] == 8 and gib["casts"] == 12 and gib["cat"] == 16 and gib["pointwise"] == 4 + 8
-    assert gib["norms"] == 8 + 2 * 64 * 256 * 4 / 2**20  # and its float32 mean and rstd
+    mib = {k: v / 2**20 for k, v in traffic.bytes.items()}
+    assert mib["layout"] == 8 and mib["casts"] == 12 and mib["cat"] == 16 and mib["pointwise"] == 4 + 8
+    assert mib["norms"] == 8 + 2 * 64 * 256 * 4 / 2**20  # and its float32 mean and rstd
     assert traffic.mixed_layouts == 0
     with footprint.fake_cuda(), footprint.Traffic() as mixed:
         a = torch.empty(8, 16, 32, 32, device="cuda", dtype=torch.float16)
