@@ -74,6 +74,15 @@ def test_cpu_runs_the_fast_plan_one_window_at_a_time():
     assert M.plan_sampler("fast", device=torch.device("cuda"), free_bytes=40 * GIB, **CALL)[0].row_chunk == 0
 
 
+def test_low_pieces_hold_the_same_latent_pixels_at_every_size():
+    def low_chunk(size, device="cuda"):
+        call = dict(CALL, width=size, height=size)
+        return M.plan_sampler("low", device=torch.device(device), free_bytes=40 * GIB, **call)[0].row_chunk
+
+    assert (low_chunk(784), low_chunk(512), low_chunk(256), low_chunk(2048)) == (4, 9, 37, 1)
+    assert low_chunk(512, "cpu") == M.CPU_ROW_CHUNK  # on the CPU: 4 frames, for Cancel
+
+
 def test_auto_picks_low_when_fast_does_not_fit_or_lowvram_is_set():
     gpu = torch.device("cuda")
     plan, mode = M.plan_sampler("auto", device=gpu, free_bytes=40 * GIB, **CALL)

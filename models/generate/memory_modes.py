@@ -30,7 +30,9 @@ GIB = 2**30
 # Fitted to bench_footprint's counts at 256, 512 and 784 (within 0-13% above them).
 ACTIVATION_PER_LATENT_PIXEL, ACTIVATION_FIXED = 8.75 * 1024, int(0.15 * 2**30)
 LOW_ACTIVATION_PER_LATENT_PIXEL, LOW_ACTIVATION_FIXED = 9.5 * 1024, int(0.06 * 2**30)
-LOW_ROW_CHUNK = 4  # frames at a time through the frame-wise layers in low mode (MIMOUNet.set_row_chunk)
+# Latent pixels at a time through the frame-wise layers in low mode (MIMOUNet.set_row_chunk): 4
+# frames at 784x784; more frames at smaller sizes, so that the pieces still fill a GPU.
+LOW_CHUNK_PIXELS = 4 * 98 * 98
 # On the CPU one full-size layer over a whole window (48 images with guidance) takes 1-2.5 s, longer
 # than Cancel may wait: there those layers also go 4 frames at a time (measured: no slower).
 CPU_ROW_CHUNK = 4
@@ -74,6 +76,11 @@ def forward_activations(width: int, height: int, images: int, dtype: torch.dtype
     return int((per_pixel * pixels * images + fixed) * _element_size(dtype) / 2)
 
 
+def low_row_chunk(width: int, height: int) -> int:
+    """Frames a piece of the low mode's frame-wise layers holds (at least 1)."""
+    return max(1, LOW_CHUNK_PIXELS // ((width // 8) * (height // 8)))
+
+
 def state_bytes(frames: int, width: int, height: int) -> int:
     """Latents, prediction and x0 estimate of the whole video, float32."""
     return 3 * frames * 4 * (width // 8) * (height // 8) * 4
@@ -112,9 +119,10 @@ def plan_sampler(mode: str, *, device: torch.device, free_bytes: int | None, wid
         need = estimate("low", **common)
         if budget is not None and need.total > budget:
             raise MemoryError(_too_big(need, budget, width, height, context_frames))
+        cpu = device.type == "cpu"
         return SamplerPlan(windows_per_forward=1, sequential_guidance=True, pose_cache_bytes=0,
-                           state_on_device=False, row_chunk=LOW_ROW_CHUNK,
-                           ff_tokens=CPU_FF_TOKENS if device.type == "cpu" else LOW_FF_TOKENS), "low"
+                           state_on_device=False, row_chunk=CPU_ROW_CHUNK if cpu else low_row_chunk(width, height),
+                           ff_tokens=CPU_FF_TOKENS if cpu else LOW_FF_TOKENS), "low"
     # fast: batch windows only on a GPU with room for them (on the CPU it gains nothing)
     per_forward = 1
     pixels = min(frames, context_frames) * (2 if cfg > 1.0 else 1) * (width // 8) * (height // 8)
