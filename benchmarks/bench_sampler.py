@@ -140,7 +140,17 @@ def main(argv=None) -> dict:
     if profiler is not None:
         result["profile"] = profiler.summary()
     if args.compile:  # did it run compiled (the first step also compiled: see first_step_s)
-        result.update(compiled=compiled.failure() is None, compile_failure=compiled.failure())
+        from torch._dynamo.utils import counters
+
+        from mimo_pack.models.generate import attention, unet
+        result.update(compiled=compiled.failure() is None, compile_failure=compiled.failure(),
+                      # calls into the compiled functions, and what dynamo made of them (graphs, frames)
+                      compiled_calls={"group_norm_silu": unet.COMPILED_GROUP_NORM_SILU.compiled_calls,
+                                      "geglu": attention.COMPILED_GEGLU.compiled_calls},
+                      dynamo={"unique_graphs": counters["stats"].get("unique_graphs", 0),
+                              "frames_ok": counters["frames"].get("ok", 0),
+                              "frames_total": counters["frames"].get("total", 0),
+                              "graph_breaks": sum(counters["graph_break"].values())})
     print(json.dumps(result))
     return result
 
