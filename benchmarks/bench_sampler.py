@@ -159,7 +159,8 @@ def main(argv=None) -> dict:
 KINDS = (("attention", ("sdpa", "fmha", "flash", "attention")), ("memcpy", ("memcpy", "memset")),
          ("layout", ("nchwtonhwc", "nhwctonchw", "catarray", "copy", "cat", "clone", "contiguous")),
          ("conv", ("fprop", "implicit", "conv", "dgrad", "wgrad")), ("norm", ("norm", "moments")),
-         ("gemm", ("gemm", "nvjet", "cutlass", "mm", "linear")), ("elementwise", ("elementwise", "kernel", "add", "mul", "silu", "gelu", "sub", "div")))
+         ("gemm", ("gemm", "nvjet", "cutlass", "mm", "linear")),
+         ("elementwise", ("elementwise", "kernel", "add", "mul", "silu", "gelu", "sub", "div")))
 
 
 def kind_of(name: str) -> str:
