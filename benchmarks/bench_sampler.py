@@ -1,8 +1,10 @@
 """Sampler speed and memory with random weights of the full SD1.5-size MIMO architecture.
 
     python -m benchmarks.bench_sampler --width 784 --height 784 --frames 24 --steps 25 --dtype fp16 --device cuda
+    python -m benchmarks.bench_sampler --steps 4 --runs 784x784x24:fast 784x784x24:low 512x512x24:fast
 
-Run from the repository root. Prints one JSON line: step_s_median, first_step_s, decode_s, total_s,
+Run from the repository root. Prints one JSON line (a run; ``--runs``: one a run, all on the same
+networks, built once): step_s_median, first_step_s, decode_s, total_s,
 s_per_frame_step, peak_gib (CUDA: max allocated; CPU: max resident set of the process), the memory
 mode and the sampler plan it chose (``--compile``: also whether it ran compiled). ``--tiny`` uses the
 tiny test architecture (scaling runs on a CPU). For comparison, the official pipeline measured
@@ -11,6 +13,7 @@ tiny test architecture (scaling runs on a CPU). For comparison, the official pip
 
 import argparse
 import json
+import re
 import resource
 import statistics
 import time
@@ -59,7 +62,15 @@ def build_models(device: torch.device, dtype: torch.dtype):
     return models.to(device=device, dtype=dtype)
 
 
-def main(argv=None) -> dict:
+def run_spec(text: str) -> tuple[int, int, int, str]:
+    """``WIDTHxHEIGHTxFRAMES:MODE`` (e.g. ``784x784x24:fast``) -> (width, height, frames, mode)."""
+    match = re.fullmatch(r"(\d+)x(\d+)x(\d+):(auto|fast|low)", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHTxFRAMES:MODE (e.g. 784x784x24:fast)")
+    return int(match[1]), int(match[2]), int(match[3]), match[4]
+
+
+def main(argv=None) -> dict | list[dict]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--width", type=int, default=784)
     p.add_argument("--height", type=int, default=784)
@@ -69,6 +80,9 @@ def main(argv=None) -> dict:
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp16")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--memory", choices=["auto", "fast", "low"], default="auto")
+    p.add_argument("--runs", type=run_spec, nargs="+", metavar="WxHxF:MODE",
+                   help="several sizes and modes one after the other on the same networks (one process: no "
+                        "start-up each), one JSON line each; instead of --width/--height/--frames/--memory")
     p.add_argument("--tiny", action="store_true", help="tiny test architecture instead of the full size")
     p.add_argument("--no-decode", action="store_true", help="skip the VAE decode")
     p.add_argument("--compile", action="store_true",
@@ -77,30 +91,43 @@ def main(argv=None) -> dict:
                    help="profile the second step: its kernel time by kind and the largest kernels (torch.profiler)")
     args = p.parse_args(argv)
     load_pack()
-    from mimo_pack.models.generate import compiled, memory_modes, pipeline
     from mimo_pack.models.generate.loading import DTYPES
 
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     models = (build_tiny_models if args.tiny else build_models)(device, dtype)
+    runs = args.runs or [(args.width, args.height, args.frames, args.memory)]
+    results = []
+    for width, height, frames, memory in runs:
+        results.append(run_once(models, args, device, dtype, width, height, frames, memory))
+        print(json.dumps(results[-1]), flush=True)
+    return results if args.runs else results[0]
+
+
+def run_once(models, args, device, dtype, width: int, height: int, frames: int, memory: str) -> dict:
+    from mimo_pack.models.generate import compiled, memory_modes, pipeline
+
+    encoders = (models.reference_unet, models.image_encoder, models.vae)
+    for m in encoders:  # back on the device after a low run moved them off
+        m.to(device)
     weights = sum(p.numel() * p.element_size() for m in (models.denoiser, models.pose_guider) for p in m.parameters())
     free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
-    plan, mode = memory_modes.plan_sampler(args.memory, device=device, free_bytes=free, width=args.width,
-                                           height=args.height, frames=args.frames, context_frames=24, overlap=4,
+    plan, mode = memory_modes.plan_sampler(memory, device=device, free_bytes=free, width=width,
+                                           height=height, frames=frames, context_frames=24, overlap=4,
                                            cfg=args.cfg, dtype=dtype, weight_bytes=weights)
     plan.compile = args.compile
     if mode == "low" and device.type == "cuda":  # the encoders leave the GPU while denoising, as in ComfyUI
-        offload = lambda: [m.to("cpu") for m in (models.reference_unet, models.image_encoder, models.vae)]  # noqa: E731
+        offload = lambda: [m.to("cpu") for m in encoders]  # noqa: E731
     else:
         offload = None
     rng = np.random.default_rng(0)
-    reference = rng.integers(0, 256, (args.height, args.height, 3), dtype=np.uint8)
-    motion = rng.integers(0, 256, (args.frames, args.height, args.width, 3), dtype=np.uint8)
+    reference = rng.integers(0, 256, (height, height, 3), dtype=np.uint8)
+    motion = rng.integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    identity = pipeline.encode_identity(models, reference, args.width, args.height)
-    scene = pipeline.encode_scene(models, None, args.width, args.height)
+    identity = pipeline.encode_identity(models, reference, width, height)
+    scene = pipeline.encode_scene(models, None, width, height)
     marks = [time.perf_counter()]
 
     profiler = StepProfiler(device) if args.profile else None
@@ -113,7 +140,7 @@ def main(argv=None) -> dict:
             if profiler is not None:
                 profiler.after_step(len(marks) - 1)
 
-    latents = pipeline.sample(models, identity, motion, scene, args.width, args.height, steps=args.steps,
+    latents = pipeline.sample(models, identity, motion, scene, width, height, steps=args.steps,
                               cfg=args.cfg, callback=on_progress, plan=plan, before_denoise=offload)
     t0 = time.perf_counter()
     if not args.no_decode:
@@ -123,15 +150,15 @@ def main(argv=None) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**30
-    else:
+    else:  # the process's largest resident set so far (with --runs: of this run and those before)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     end = time.perf_counter()
     steps = [b - a for a, b in zip(marks, marks[1:])]
     result = {
-        "width": args.width, "height": args.height, "frames": args.frames, "steps": args.steps,
+        "width": width, "height": height, "frames": frames, "steps": args.steps,
         "dtype": args.dtype, "device": str(device), "tiny": args.tiny, "memory": mode, "plan": vars(plan),
         "step_s_median": round(statistics.median(steps[1:] or steps), 4),
-        "s_per_frame_step": round(statistics.median(steps[1:] or steps) / args.frames, 6),
+        "s_per_frame_step": round(statistics.median(steps[1:] or steps) / frames, 6),
         "first_step_s": round(steps[0], 4),
         "decode_s": round(end - t0, 4),
         "total_s": round(end - start, 4),
@@ -151,7 +178,6 @@ def main(argv=None) -> dict:
                               "frames_ok": counters["frames"].get("ok", 0),
                               "frames_total": counters["frames"].get("total", 0),
                               "graph_breaks": sum(counters["graph_break"].values())})
-    print(json.dumps(result))
     return result
 
 

@@ -33,6 +33,17 @@ def test_only_runs_the_parts_asked_for():
     assert len(lines) == 1 and lines[0]["backend"] == "torch" and lines[0]["frames_per_second"] > 0, lines
 
 
+def test_modes_run_in_one_process_one_line_a_run():
+    out = _gpu_check("--cpu", "--only", "modes", timeout=900)
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert [(r["width"], r["frames"], r["memory"]) for r in lines] == [(64, 24, "fast"), (64, 24, "low")]
+    assert all(r["step_s_median"] > 0 and r["plan"]["sequential_guidance"] == (r["memory"] == "low") for r in lines)
+    bad = subprocess.run([sys.executable, "-m", "benchmarks.bench_sampler", "--runs", "784x784:fast"], cwd=REPO,
+                         text=True, capture_output=True, timeout=300)
+    assert bad.returncode == 2 and "is not WIDTHxHEIGHTxFRAMES:MODE" in bad.stderr
+
+
 def _official_folder() -> Path:
     if not (OFFICIAL / "src").is_dir():
         message = f"the official pipeline folder is missing ({OFFICIAL})"
