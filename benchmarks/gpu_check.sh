@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_check.sh          # on a CUDA machine, from the repository root
 #   bash benchmarks/gpu_check.sh --cpu    # the same checks end to end on the CPU at a tiny size
 #   ... --only comfy,parity / --skip comfy  # some parts: official modes footprint parity comfy
-#                                             # rasterizer profile compile parallel
+#                                             # rasterizer profile kernels compile parallel
 #
 # Needs: torch, numpy, pillow, transformers, safetensors, and diffusers (on a machine without network,
 # `bash devtools/stage_device.sh` stages its wheel in .wheels/, installed into .gpu-check-site/ first,
@@ -14,7 +14,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-PARTS="official modes footprint parity comfy rasterizer profile compile parallel"
+PARTS="official modes footprint parity comfy rasterizer profile kernels compile parallel"
 CPU=0; ONLY=; SKIP=
 while [ $# -gt 0 ]; do
     case $1 in
@@ -99,7 +99,10 @@ part rasterizer && run $PY -m benchmarks.bench_rasterizer --width $S --height $S
 # 5a. where a fast step's time goes: kernel time by kind and the largest kernels (torch.profiler)
 part profile && run $PY -m benchmarks.bench_sampler $TINY --device $DEV --dtype $DT --width $S --height $S --frames 24 \
     --steps 3 --memory fast --no-decode --profile
-# 5b. torch.compile (GroupNorm+SiLU, GEGLU), last of the timed parts as it compiles first: fast mode at
+# 5b. the hot layers one at a time, in the variants worth choosing between (attention back ends,
+#     layouts, GroupNorm+SiLU eager or compiled, the GEGLU gate before and after its rewrite)
+part kernels && run $PY -m benchmarks.bench_kernels $([ $CPU = 1 ] && echo --cpu)
+# 5c. torch.compile (GroupNorm+SiLU, GEGLU), last of the timed parts as it compiles first: fast mode at
 #     the first size (compiled in its first step; step_s_median is the compiled speed), then the
 #     precision bound with ours compiled
 if part compile; then

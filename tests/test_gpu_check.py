@@ -44,6 +44,19 @@ def test_modes_run_in_one_process_one_line_a_run():
     assert bad.returncode == 2 and "is not WIDTHxHEIGHTxFRAMES:MODE" in bad.stderr
 
 
+def test_the_kernel_variants_each_print_a_time_or_why_not():
+    out = _gpu_check("--cpu", "--only", "kernels")
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert out.returncode == 0, out.stdout + out.stderr
+    layers = {r["layer"]: r for r in lines}
+    assert set(layers) == {"attention_320_reference_rows", "attention_320_plain_rows", "attention_320_temporal",
+                           "group_norm_silu_320", "conv3x3_320", "residual_add_320", "geglu_320"}
+    assert all(isinstance(v, float) and v > 0 or str(v).startswith("failed: ")
+               for r in lines for k, v in r.items() if k != "layer")
+    assert isinstance(layers["attention_320_plain_rows"]["default"], float)  # the CPU's own kernel runs
+    assert isinstance(layers["geglu_320"]["two_projections_in_place"], float)
+
+
 def _official_folder() -> Path:
     if not (OFFICIAL / "src").is_dir():
         message = f"the official pipeline folder is missing ({OFFICIAL})"
