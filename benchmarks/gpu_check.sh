@@ -4,7 +4,7 @@
 #   bash benchmarks/gpu_check.sh          # on a CUDA machine, from the repository root
 #   bash benchmarks/gpu_check.sh --cpu    # the same checks end to end on the CPU at a tiny size
 #   ... --only comfy,parity / --skip comfy  # some parts: official modes footprint parity comfy
-#                                             # rasterizer profile kernels compile parallel
+#                                             # rasterizer profile kernels compile long parallel
 #
 # Needs: torch, numpy, pillow, transformers, safetensors, and diffusers (on a machine without network,
 # `bash devtools/stage_device.sh` stages its wheel in .wheels/, installed into .gpu-check-site/ first,
@@ -14,7 +14,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
-PARTS="official modes footprint parity comfy rasterizer profile kernels compile parallel"
+PARTS="official modes footprint parity comfy rasterizer profile kernels compile long parallel"
 CPU=0; ONLY=; SKIP=
 while [ $# -gt 0 ]; do
     case $1 in
@@ -113,6 +113,12 @@ if part compile; then
         if [ -n "$OFFICIAL" ]; then run $PY -m benchmarks.precision_bound "$case" --device $DEV --official "$OFFICIAL" --compile
         else echo '{"check": "precision_bound", "compile": true, "skipped": "no official folder"}'; fi
     done
+fi
+# 5d. videos of any length: s/frame and peak memory at 100, 300 and 1,000 frames, one process each
+#     (bench_long; its last line gives the ratios: 1.0 = linear time, flat memory)
+if part long; then
+    if [ $CPU = 1 ]; then run $PY -m benchmarks.bench_long --tiny --width 64 --height 64 --steps 2 --device cpu --dtype fp32 --frames 30 60
+    else run $PY -m benchmarks.bench_long --width $S --height $S --steps 2 --dtype $DT; fi
 fi
 # 6. the window-parallel sampler (needs ray): every CUDA device one worker, or two workers on one GPU
 #    (same bits as one device, and the overhead per step); tiny weights on the CPU run

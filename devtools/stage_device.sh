@@ -6,12 +6,12 @@
 #
 #   bash devtools/stage_device.sh      # from the repository root, on a machine with PyPI access
 #
-# Call 1 (speed beside the official, modes, parity and the fp16/bf16 bound, rasterizer, then torch.compile;
-# not the footprint counts, which run on fake tensors and need no GPU) carries:
+# Call 1 (speed beside the official, modes, parity and the fp16/bf16 bound, rasterizer, a profile, the
+# layer variants, then torch.compile; not the footprint counts, which run on fake tensors and need no GPU) carries:
 #   .wheels/    diffusers (this environment's version), installed there with --no-deps
 #   .official/  the official pipeline folder (../shared/official_mimo), run beside ours
 #   .parity/    parity case_b (case_a, 44 MiB, does not fit beside the rest)
-# Call 2 (a real ComfyUI on the GPU) carries .wheels/ and:
+# Call 2 (a real ComfyUI on the GPU, then 100/300/1,000-frame runs) carries .wheels/ and:
 #   .comfy/     ComfyUI 0.3.75 as ComfyUI.tar.xz (tests left out), wheels/ of its requirements that the
 #               device lacks (this environment's versions), frontend/ (a placeholder page: the check
 #               talks to the API only, and the frontend package alone is over 64 MiB)
@@ -63,7 +63,7 @@ echo "call 1: $one MiB with the checkout; call 2: $two MiB (limit 64 MiB each)"
 [ $ok = 1 ] || exit 1
 cat <<'EOF'
 call 1, timeout_s 560: carry [".wheels", ".official", ".parity"]
-  MIMO_PARITY_DIR=.parity PYTHON=python3 PYTHONUNBUFFERED=1 timeout 540 bash benchmarks/gpu_check.sh --skip comfy,footprint 2>&1 | tee $OUT/gpu_check.log
+  MIMO_PARITY_DIR=.parity PYTHON=python3 PYTHONUNBUFFERED=1 timeout 540 bash benchmarks/gpu_check.sh --skip comfy,footprint,long 2>&1 | tee $OUT/gpu_check.log
 call 2 at once (the machine stays warm 30 s), timeout_s 300: carry [".wheels", ".comfy"]
-  PYTHON=python3 PYTHONUNBUFFERED=1 timeout 280 bash benchmarks/gpu_check.sh --only comfy 2>&1 | tee $OUT/gpu_comfy.log
+  PYTHON=python3 PYTHONUNBUFFERED=1 timeout 280 bash benchmarks/gpu_check.sh --only comfy,long 2>&1 | tee $OUT/gpu_comfy.log
 EOF
