@@ -82,15 +82,16 @@ class ResnetBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         # temb: [B*F, C] already passed through SiLU, or [1, C] when every row has the same timestep.
+        t = self.time_emb_proj(temb)  # once for every piece below
         if 0 < self.row_chunk < x.shape[0]:  # each piece writes into its rows of the result: no cat
             rows, out = self.row_chunk, x.new_empty((x.shape[0], self.conv2.out_channels, *x.shape[2:]))
             for i in range(0, x.shape[0], rows):
-                self._forward(x[i:i + rows], temb if temb.shape[0] == 1 else temb[i:i + rows], out=out[i:i + rows])
+                self._forward(x[i:i + rows], t if t.shape[0] == 1 else t[i:i + rows], out=out[i:i + rows])
             return out
-        return self._forward(x, temb)
+        return self._forward(x, t)
 
-    def _forward(self, x: torch.Tensor, temb: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        t = self.time_emb_proj(temb)
+    def _forward(self, x: torch.Tensor, t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """t: the projected time embedding of these rows ([1, C]: one for all)."""
         if t.shape[0] == 1:  # one timestep: added through conv1's bias, not in a pass of its own over h
             conv1, add = partial(F.conv2d, weight=self.conv1.weight, bias=self.conv1.bias + t[0], padding=1), None
         else:
