@@ -38,10 +38,9 @@ class Attention(nn.Module):
         attended = F.scaled_dot_product_attention(*heads)
         del heads
         attended = attended.transpose(1, 2).reshape(n, length, c)
-        final = self.to_out[0]
         if out is None:
-            return final(attended)
-        torch.addmm(final.bias, attended.view(-1, c), final.weight.t(), out=out.view(-1, c))
+            return self.to_out[0](attended)
+        linear_into(self.to_out[0], attended, out)
         return out
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -91,10 +90,16 @@ class GEGLUFeedForward(nn.Module):
         gate = F.linear(x, proj.weight[inner:], proj.bias[inner:])
         gated = COMPILED_GEGLU(hidden, gate) if self.compiled else geglu_(hidden, gate)
         del hidden, gate
-        final = self.net[2]
         if out is None:
-            return final(gated)
-        return torch.addmm(final.bias, gated.view(-1, inner), final.weight.t(), out=out)
+            return self.net[2](gated)
+        return linear_into(self.net[2], gated, out)
+
+
+def linear_into(layer: nn.Linear, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` written into ``out`` (contiguous rows of a larger result), the bias added in the
+    product: no output tensor of its own to copy in afterwards."""
+    return torch.addmm(layer.bias, x.reshape(-1, layer.in_features), layer.weight.t(),
+                       out=out.view(-1, layer.out_features))
 
 
 def geglu(hidden: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
