@@ -60,7 +60,7 @@ class CompiledCore:
     def __init__(self, fn: Callable):
         self.fn = fn
         self._compiled = None
-        self.compiled_calls = 0  # calls that ran the compiled code
+        self.compiled_calls = 0  # calls handed to the compiled function (dynamo's counters say what it ran)
 
     def __call__(self, *args):
         if not _failure:
