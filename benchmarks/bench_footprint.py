@@ -6,7 +6,10 @@
 Runs what ``bench_sampler`` runs (full-size random networks, all on the GPU; low mode moves the
 encoders off it before denoising) on fake CUDA tensors, one denoising step, and prints one JSON line:
 ``weights_gib`` (the networks), ``encode_peak_gib`` (identity and scene encoding), ``step_peak_gib``
-(one step of every window), ``peak_gib`` (the larger), ``tflop_per_step`` and the plan. ``--free-gib``
+(one step of every window), ``peak_gib`` (the larger), ``tflop_per_step``, the plan, what attention
+computes (``attention``: exponentials, FLOPs at the head width and at the kernel's 64-wide tile), the
+bytes the memory-bound ops move (``later_step_traffic``) and from these a step's least time on an H100
+SXM and an H200 (``floor_ms``: every kernel at its ceiling, see ``footprint.floor_ms``). ``--free-gib``
 is the free memory the planner is told (default 80: an H100). See ``footprint.py`` for what is counted.
 With ``--official`` the official pipeline's step is counted the same way (``footprint_official``, in
 its own process with its pinned libraries) and a last line gives the ratios.
@@ -65,7 +68,7 @@ def ours(width: int, height: int, frames: int, memory: str, dtype: torch.dtype, 
         mem.reset_peak()
         resident = mem.now
         step = _stepper(sampler, models, identity, scene, motion, plan, cfg, context_frames, overlap)
-        with footprint.flop_counter() as flops, footprint.Transfers() as first:
+        with footprint.flop_counter() as flops, footprint.Transfers() as first, footprint.AttentionWork() as attention:
             step()
         with footprint.Transfers() as later, footprint.Traffic() as traffic:  # each later step (caches filled)
             step()
@@ -76,7 +79,8 @@ def ours(width: int, height: int, frames: int, memory: str, dtype: torch.dtype, 
                 "step_activations_gib": footprint.gib(mem.peak - resident),
                 "peak_gib": footprint.gib(max(encode_peak, mem.peak)),
                 "tflop_per_step": round(flops.get_total_flops() / 1e12, 2), "first_step_transfers": first.summary(), "later_step_transfers": later.summary(),
-                "later_step_traffic": traffic.summary(top=TOP)}
+                "later_step_traffic": traffic.summary(top=TOP), "attention": attention.summary(),
+                "floor_ms": footprint.floors(flops.get_total_flops(), attention, sum(traffic.bytes.values()))}
 
 
 def _stepper(sampler, models, identity, scene, motion, plan, cfg, context_frames, overlap):
@@ -136,7 +140,10 @@ def main(argv=None) -> list[dict]:
         for r in results:
             print(json.dumps({"check": "footprint_vs_official", "memory": r["memory"], "frames": args.frames,
                               "width": args.width, "peak_ratio": round(r["peak_gib"] / theirs["peak_gib"], 3),
-                              "flop_ratio": round(r["tflop_per_step"] / theirs["tflop_per_step"], 3)}), flush=True)
+                              "flop_ratio": round(r["tflop_per_step"] / theirs["tflop_per_step"], 3),
+                              "traffic_ratio": round(r["later_step_traffic"]["total_gib"] / theirs["step_traffic"]["total_gib"], 3),
+                              "floor_ratio": {gpu: round(r["floor_ms"][gpu]["total"] / theirs["floor_ms"][gpu]["total"], 3)
+                                              for gpu in r["floor_ms"]}}), flush=True)
         results.append(theirs)
     return results
 

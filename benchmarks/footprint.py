@@ -142,6 +142,63 @@ class Traffic(TorchDispatchMode):
         return result
 
 
+class AttentionWork(TorchDispatchMode):
+    """What the attention kernels compute: the scores (one exponential each: softmax), and the FLOPs of
+    QK^T and PV at the real head width and at the width of the kernel's tile (flash kernels run a
+    40-wide head in their 64-wide variant; ``head_tile``). Exponentials run on the special-function
+    units, far slower than the matrix units (H100: about 3.9 T/s beside 989 TFLOP/s of fp16 products,
+    FlashAttention-3's figures), so at narrow heads they, not the FLOPs, can bound attention's time."""
+
+    OPS = ("_scaled_dot_product_flash_attention", "_scaled_dot_product_efficient_attention",
+           "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_attention_math")
+
+    def __init__(self, head_tile: int = 64):
+        super().__init__()
+        self.head_tile = head_tile
+        self.calls = 0
+        self.scores = 0
+        self.flops = 0
+        self.tile_flops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket.__name__ in self.OPS:
+            q, k = args[0], args[1]  # [B, H, L, d]
+            scores = q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2]
+            d, tile = q.shape[-1], -(-q.shape[-1] // self.head_tile) * self.head_tile
+            self.calls += 1
+            self.scores += scores
+            self.flops += 4 * scores * d
+            self.tile_flops += 4 * scores * tile
+        return out
+
+    def summary(self) -> dict:
+        return {"calls": self.calls, "g_exponentials": round(self.scores / 1e9, 2), "tflop": round(self.flops / 1e12, 2),
+                f"tflop_at_{self.head_tile}_wide_heads": round(self.tile_flops / 1e12, 2)}
+
+
+# A GPU's ceilings for floor_ms: dense fp16/bf16 matrix TFLOP/s, memory TB/s, special-function (exp) T/s.
+GPUS = {"h100_sxm": {"tflop_s": 989.0, "tb_s": 3.35, "exp_t_s": 3.9},
+        "h200": {"tflop_s": 989.0, "tb_s": 4.8, "exp_t_s": 3.9}}
+
+
+def floor_ms(total_flops: float, attention: AttentionWork, traffic_bytes: float, gpu: dict) -> dict:
+    """The least time a step can take on ``gpu`` with these counts, by kind, assuming every kernel at its
+    ceiling and kernels of different kinds one after another (as they run): products and convolutions
+    at the matrix rate; attention at the larger of its tile-wide FLOPs at the matrix rate and its
+    exponentials at the special-function rate (the two perfectly overlapped, as FlashAttention-3 aims
+    for); the memory-bound ops' bytes at the memory bandwidth. Real kernels reach a fraction of it."""
+    products = (total_flops - attention.flops) / (gpu["tflop_s"] * 1e12)
+    attend = max(attention.tile_flops / (gpu["tflop_s"] * 1e12), attention.scores / (gpu["exp_t_s"] * 1e12))
+    memory = traffic_bytes / (gpu["tb_s"] * 1e12)
+    parts = {"products": products, "attention": attend, "memory_bound": memory}
+    return {**{k: round(v * 1e3, 1) for k, v in parts.items()}, "total": round(sum(parts.values()) * 1e3, 1)}
+
+
+def floors(total_flops: float, attention: AttentionWork, traffic_bytes: float) -> dict:
+    return {name: floor_ms(total_flops, attention, traffic_bytes, gpu) for name, gpu in GPUS.items()}
+
+
 def _flash_sdpa(original):
     def sdpa(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kwargs):
         if (attn_mask is None and not kwargs and q.device.type == "cuda" and q.dtype in (torch.float16, torch.bfloat16)

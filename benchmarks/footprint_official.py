@@ -3,7 +3,8 @@
 diffusers on PYTHONPATH. Builds the released architecture (as the official folder's
 ``bench_official.py`` does) on fake CUDA tensors in fp16 and runs one ``Pose2VideoPipeline`` step and
 its frame-by-frame decode; the scheduler arithmetic (branches on real numbers) is replaced by an
-identity of the same shapes. Prints one JSON line.
+identity of the same shapes. Prints one JSON line (the step's FLOPs, attention work, memory-bound
+bytes and least time are those of its denoiser forwards).
 
     python -m benchmarks.footprint_official WIDTH HEIGHT FRAMES CFG
 """
@@ -123,9 +124,10 @@ def main(width: int, height: int, frames: int, cfg: float) -> dict:
             processor.preprocess = _on_real_tensors(processor.preprocess)  # it branches on pixel values
         step_flops = []
         denoise = denoiser.forward
+        attention, traffic = footprint.AttentionWork(), footprint.Traffic()
 
-        def counted(*args, **kwargs):
-            with footprint.flop_counter() as flops:
+        def counted(*args, **kwargs):  # the denoiser's forwards of the step: FLOPs, attention, traffic
+            with footprint.flop_counter() as flops, attention, traffic:
                 out = denoise(*args, **kwargs)
             step_flops.append(flops.get_total_flops())
             return out
@@ -135,7 +137,9 @@ def main(width: int, height: int, frames: int, cfg: float) -> dict:
             pipe(ref, poses, scenes, width, height, frames, 1, cfg, generator=torch.manual_seed(0))
         return {"impl": "official", "width": width, "height": height, "frames": frames, "dtype": "float16",
                 "cfg": cfg, "weights_gib": footprint.gib(weights), "peak_gib": footprint.gib(mem.peak),
-                "tflop_per_step": round(sum(step_flops) / 1e12, 2)}
+                "tflop_per_step": round(sum(step_flops) / 1e12, 2), "step_traffic": traffic.summary(),
+                "attention": attention.summary(),
+                "floor_ms": footprint.floors(sum(step_flops), attention, sum(traffic.bytes.values()))}
 
 
 if __name__ == "__main__":

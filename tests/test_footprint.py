@@ -70,6 +70,24 @@ def test_traffic_counts_what_memory_bound_ops_move_by_kind():
     assert mixed.mixed_layouts == 1
 
 
+def test_attention_work_counts_exponentials_and_the_kernels_head_tile():
+    with footprint.fake_cuda(), footprint.AttentionWork() as work, footprint.flop_counter() as flops:
+        q = torch.empty(2, 8, 1024, 40, device="cuda", dtype=torch.float16)  # SD1.5's 40-wide heads
+        k = torch.empty(2, 8, 3072, 40, device="cuda", dtype=torch.float16)
+        F.scaled_dot_product_attention(q, k, k)
+        q @ k.transpose(-1, -2)  # a plain product is not attention
+    scores = 2 * 8 * 1024 * 3072
+    assert work.calls == 1 and work.scores == scores
+    assert work.flops == 4 * scores * 40 and work.tile_flops == 4 * scores * 64  # run in the 64-wide variant
+    assert flops.get_total_flops() == work.flops + 2 * scores * 40  # the same FLOPs as the counter's
+    # exponentials the slower part (50.3 M at 0.002 T/s: 25.2 ms; tile FLOPs 12.9 G at 1000 TFLOP/s: 0.01 ms)
+    floor = footprint.floor_ms(2e12 + work.flops, work, 8e9, {"tflop_s": 1000.0, "tb_s": 4.0, "exp_t_s": 0.002})
+    assert floor == {"products": 2.0, "attention": 25.2, "memory_bound": 2.0, "total": 29.2}
+    # the tile-wide FLOPs the slower part (12.9 G at 1 TFLOP/s: 12.9 ms; products 2 TFLOP: 2000 ms)
+    floor = footprint.floor_ms(2e12 + work.flops, work, 8e9, {"tflop_s": 1.0, "tb_s": 4.0, "exp_t_s": 4.0})
+    assert floor == {"products": 2000.0, "attention": 12.9, "memory_bound": 2.0, "total": 2014.9}
+
+
 @pytest.mark.parametrize("mode", ["fast", "low"])
 def test_estimates_cover_the_counted_activations(mode):
     counted = bench_footprint.ours(256, 256, 24, mode, torch.float16, 3.5, free_gib=80)
@@ -79,3 +97,26 @@ def test_estimates_cover_the_counted_activations(mode):
     estimate = M.estimate(mode, width=256, height=256, context_frames=24, frames=24, cfg=3.5, dtype=torch.float16,
                           weight_bytes=0).activations / footprint.GIB
     assert counted["step_activations_gib"] <= estimate <= 1.3 * counted["step_activations_gib"]
+
+
+def test_the_official_step_is_counted_the_same_way(tmp_path, monkeypatch, capsys):
+    """Ours against the official (its code and pinned libraries, in its own process) at a small size:
+    less work of every kind, from the reference attention left out of the unconditional half down."""
+    import json
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "shared" / "official_mimo"
+    if not (folder / "src").is_dir():
+        pytest.skip(f"the official pipeline folder is missing ({folder})")
+    monkeypatch.setenv("OFFICIAL_LIB", str(tmp_path / "official-lib"))
+    bench_footprint.main(["--width", "256", "--height", "256", "--frames", "8", "--memory", "fast",
+                          "--official", str(folder)])
+    ours, theirs, ratio = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (ours["impl"], theirs["impl"], ratio["check"]) == ("ours", "official", "footprint_vs_official")
+    for r in (ours, theirs):
+        assert 0 < r["attention"]["tflop"] < r["attention"]["tflop_at_64_wide_heads"]
+        assert r["attention"]["tflop"] < r["tflop_per_step"]
+        assert set(r["floor_ms"]) == {"h100_sxm", "h200"} and r["floor_ms"]["h200"]["total"] > 0
+    # the official also attends to the reference in the unconditional half (then recomputes those rows)
+    assert ours["attention"]["g_exponentials"] < theirs["attention"]["g_exponentials"]
+    assert 0 < ratio["traffic_ratio"] < 0.8 and 0 < ratio["floor_ratio"]["h200"] < 1
