@@ -13,6 +13,7 @@ tiny test architecture (scaling runs on a CPU). For comparison, the official pip
 
 import argparse
 import json
+import math
 import re
 import resource
 import statistics
@@ -88,7 +89,8 @@ def main(argv=None) -> dict | list[dict]:
     p.add_argument("--compile", action="store_true",
                    help="the denoiser's GroupNorm+SiLU and GEGLU through torch.compile (compiled in the first step)")
     p.add_argument("--profile", action="store_true",
-                   help="profile the second step: its kernel time by kind and the largest kernels (torch.profiler)")
+                   help="profile the second step: its kernel time by kind, the largest kernels, and the aten ops "
+                        "by input shape with the memory speed each reached (torch.profiler)")
     args = p.parse_args(argv)
     load_pack()
     from mimo_pack.models.generate.loading import DTYPES
@@ -130,7 +132,7 @@ def run_once(models, args, device, dtype, width: int, height: int, frames: int, 
     scene = pipeline.encode_scene(models, None, width, height)
     marks = [time.perf_counter()]
 
-    profiler = StepProfiler(device) if args.profile else None
+    profiler = StepProfiler(device, torch.empty((), dtype=dtype).element_size()) if args.profile else None
 
     def on_progress(progress):
         if progress.denoised is not None:
@@ -195,15 +197,22 @@ def kind_of(name: str) -> str:
 
 
 class StepProfiler:
-    """torch.profiler over one denoising step (the second: the first compiles and fills caches);
-    on CUDA the kernels' device time, on the CPU the ops' own CPU time."""
+    """torch.profiler over one denoising step (the second: the first compiles and fills caches).
 
-    def __init__(self, device: torch.device):
+    ``summary()`` gives, on CUDA, the kernels' device time by kind and the largest kernels, and for
+    every aten op with its input shapes (the largest ``ops``) its own device time, calls and the memory
+    speed it reached (``gb_s``: the bytes of its inputs and of an output as large as its largest input,
+    at the run's element size, over its time; for the memory-bound ops this says which run far under
+    the GPU's bandwidth). On the CPU the ops' own CPU time."""
+
+    def __init__(self, device: torch.device, element_size: int = 2):
         from torch.profiler import ProfilerActivity, profile
 
         self.cuda = device.type == "cuda"
-        self.prof = profile(activities=[ProfilerActivity.CUDA if self.cuda else ProfilerActivity.CPU])
-        self.events = None
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+        self.prof = profile(activities=activities, record_shapes=True)
+        self.element_size = element_size
+        self.events = self.ops = None
 
     def after_step(self, step: int) -> None:
         if step == 1:
@@ -211,25 +220,38 @@ class StepProfiler:
         elif step == 2:
             self.prof.stop()
             self.events = self.prof.key_averages()
+            self.ops = self.prof.key_averages(group_by_input_shape=True)
 
-    def summary(self, top: int = 15) -> dict:
+    def _own_ms(self, e) -> float:
+        if self.cuda:
+            return (getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)) / 1e3
+        return e.self_cpu_time_total / 1e3
+
+    def _is_kernel(self, e) -> bool:  # a kernel's row (CUDA), or an op's (CPU)
+        return "CUDA" in str(getattr(e, "device_type", "")) if self.cuda else True
+
+    def _op_row(self, e) -> dict:
+        ms = self._own_ms(e)
+        sizes = [math.prod(shape) for shape in (e.input_shapes or []) if shape]
+        moved = (sum(sizes) + max(sizes, default=0)) * self.element_size * e.count
+        return {"op": e.key, "shapes": [s for s in (e.input_shapes or []) if s][:4], "calls": e.count,
+                "ms": round(ms, 2), "gb_s": round(moved / (ms * 1e6), 1) if ms > 0 else None}
+
+    def summary(self, top: int = 15, ops: int = 25) -> dict:
         if self.events is None:
             return {"error": "fewer than 3 steps: nothing profiled"}
-        rows = []
-        for e in self.events:
-            if self.cuda:
-                us = getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
-            else:
-                us = e.self_cpu_time_total
-            if us > 0:
-                rows.append((e.key, us / 1e3, e.count))
+        rows = [(e.key, self._own_ms(e), e.count) for e in self.events if self._is_kernel(e)]
+        rows = [r for r in rows if r[1] > 0]
         by_kind: dict[str, float] = {}
         for name, ms, _ in rows:
             by_kind[kind_of(name)] = by_kind.get(kind_of(name), 0.0) + ms
         rows.sort(key=lambda r: -r[1])
+        op_rows = sorted((e for e in self.ops if e.key.startswith("aten::") and self._own_ms(e) > 0),
+                         key=lambda e: -self._own_ms(e))
         return {"step_ms": round(sum(r[1] for r in rows), 1), "device_time": self.cuda,
                 "ms_by_kind": {k: round(v, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
-                "top": [{"name": n[:100], "ms": round(ms, 2), "calls": c} for n, ms, c in rows[:top]]}
+                "top": [{"name": n[:100], "ms": round(ms, 2), "calls": c} for n, ms, c in rows[:top]],
+                "ops": [self._op_row(e) for e in op_rows[:ops]]}
 
 
 if __name__ == "__main__":

@@ -72,6 +72,8 @@ def line_of(r: dict) -> str | None:
         if profile and "ms_by_kind" in profile:
             kinds = ", ".join(f"{k} {v}" for k, v in list(profile["ms_by_kind"].items())[:7])
             text += f"; profile {profile['step_ms']} ms a step: {kinds}"
+            for op in profile.get("ops", [])[:6]:
+                text += f"\n  op {op['op']} {op['shapes'][:2]} x{op['calls']}: {op['ms']} ms, {op['gb_s']} GB/s"
         return text
     if "gpu" in r and "step_s_median" in r:
         return f"official: {r['step_s_median']} s/step, first step {r['first_step_s']} s, peak {r['peak_gib']} GiB"
