@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from mimo_pack.models.generate import checkpoints as ck
 from mimo_pack.models.generate import tiny
-from mimo_pack.models.generate.loading import MIMOFiles, load_mimo_networks
+from mimo_pack.models.generate.loading import MIMOFiles, load_mimo_networks, pick_dtype
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +112,13 @@ def test_code_in_a_pickle_is_refused(tmp_path):
     torch.save({"x": Evil()}, path)
     with pytest.raises(ck.CheckpointError, match="Could not read"):
         ck.read_state_dict(path)
+
+
+def test_auto_precision_is_the_official_fp16_on_a_gpu(caplog):
+    # bf16 is only what was asked for: it is as fast as fp16 and 7-8x farther from the fp32 video
+    assert pick_dtype("auto", torch.device("cuda")) is torch.float16
+    assert pick_dtype("bf16", torch.device("cuda")) is torch.bfloat16
+    assert pick_dtype("auto", torch.device("cpu")) is torch.float32
+    assert pick_dtype("fp16", torch.device("cpu")) is torch.float32 and "not supported" in caplog.text
+    with pytest.raises(ValueError, match="auto, fp32, fp16 or bf16"):
+        pick_dtype("fp8", torch.device("cuda"))

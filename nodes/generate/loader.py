@@ -45,8 +45,9 @@ class MIMOModelLoader(io.ComfyNode):
                                tooltip="The sd-image-variations image encoder (CLIP ViT-L/14 with projection) from "
                                        "ComfyUI/models/clip_vision. Ignored when a CLIP vision model is connected."),
                 io.Combo.Input("precision", options=["auto", "fp32", "fp16", "bf16"], default="auto",
-                               tooltip="Weights and compute precision. auto: bf16 on GPUs that support it, "
-                                       "else fp16; fp32 on the CPU. The official release ran fp16."),
+                               tooltip="Weights and compute precision. auto: fp16 on a GPU, as the official "
+                                       "release runs; fp32 on the CPU. bf16 is as fast but 7-8x farther "
+                                       "from the fp32 result than fp16 (fewer mantissa bits)."),
                 io.Vae.Input("vae", optional=True,
                              tooltip="A VAE already loaded with the core Load VAE node (must be SD1.5's, e.g. sd-vae-ft-mse)."),
                 io.ClipVision.Input("clip_vision", optional=True,
