@@ -2,7 +2,15 @@
 ``from mimo_pack.models import ...`` (the pack itself only uses relative imports)."""
 
 import importlib.util
+import os
 from pathlib import Path
+
+# Intel MKL's reproducible mode for the test session and every process it starts (ComfyUI servers, the
+# Ray workers they start), set before anything calls MKL: by default MKL may round the same small
+# matrix product differently in two processes (seen on an AVX-512/AMX Xeon: one product of identical
+# 16x64 and 64x64 inputs differed by 5e-7), and tests compare the window-parallel sampler's workers
+# with one device bit for bit.
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 _spec = importlib.util.spec_from_file_location("_mimo_packload", Path(__file__).parent / "tools" / "packload.py")
 packload = importlib.util.module_from_spec(_spec)
@@ -18,8 +26,6 @@ packload.load_pack()
 #   parity_dir         the folder of the cases (Path)
 #   parity_case(name)  -> the case folder (holding case.json and case.safetensors)
 #   parity_case_dir    a test taking this argument runs once per case found in parity_dir
-
-import os  # noqa: E402
 
 import pytest  # noqa: E402
 
