@@ -87,7 +87,7 @@ def main(argv=None) -> dict | list[dict]:
     p.add_argument("--tiny", action="store_true", help="tiny test architecture instead of the full size")
     p.add_argument("--no-decode", action="store_true", help="skip the VAE decode")
     p.add_argument("--compile", action="store_true",
-                   help="the denoiser's GroupNorm+SiLU and GEGLU through torch.compile (compiled in the first step)")
+                   help="the denoiser's memory-bound steps through torch.compile (compiled in the first step)")
     p.add_argument("--profile", action="store_true",
                    help="profile the second step: its kernel time by kind, the largest kernels, and the aten ops "
                         "by input shape with the memory speed each reached (torch.profiler)")
@@ -171,11 +171,9 @@ def run_once(models, args, device, dtype, width: int, height: int, frames: int, 
     if args.compile:  # did it run compiled (the first step also compiled: see first_step_s)
         from torch._dynamo.utils import counters
 
-        from mimo_pack.models.generate import attention, unet
         result.update(compiled=compiled.failure() is None, compile_failure=compiled.failure(),
                       # calls into the compiled functions, and what dynamo made of them (graphs, frames)
-                      compiled_calls={"group_norm_silu": unet.COMPILED_GROUP_NORM_SILU.compiled_calls,
-                                      "geglu": attention.COMPILED_GEGLU.compiled_calls},
+                      compiled_calls={core.fn.__name__: core.compiled_calls for core in compiled.CORES},
                       dynamo={"unique_graphs": counters["stats"].get("unique_graphs", 0),
                               "frames_ok": counters["frames"].get("ok", 0),
                               "frames_total": counters["frames"].get("total", 0),

@@ -149,7 +149,7 @@ part_profile() {
 part_kernels() {
     $PY -m benchmarks.bench_kernels $([ $CPU = 1 ] && echo --cpu)
 }
-# 9. torch.compile (GroupNorm+SiLU, GEGLU): fast mode at the first size (compiled in its first step;
+# 9. torch.compile (the memory-bound steps): fast mode at the first size (compiled in its first step;
 #    step_s_median is the compiled speed), then the precision bound with ours compiled
 part_compile() {
     local failed=0 case

@@ -149,6 +149,8 @@ class SpatialTransformerBlock(nn.Module):
         self.ff = GEGLUFeedForward(dim)
         self.path = ""  # set by the UNet: the module path that pairs reference and denoiser blocks
 
+    compiled = False  # True: the residual sums and the norm after them run fused (MIMOUNet.set_compiled)
+
     def self_attention(self, n: torch.Tensor, reference: ReferenceContext | None) -> torch.Tensor:
         kv = reference.kv.get(self.path) if reference is not None else None
         if kv is None or reference.plain_rows >= n.shape[0]:
@@ -173,9 +175,22 @@ class SpatialTransformerBlock(nn.Module):
             record[self.path] = n
         h = self.self_attention(n, reference)
         del n  # not alive during the feed-forward (peak memory)
-        x = h + x
-        del h
-        x = self.attn2(self.norm2(x), context) + x
+        if context.shape[1] == 1:
+            # One CLIP token: the cross-attention gives its projected value whatever the queries, so
+            # norm2's output would go unused (not computed: a pass less).
+            cross = self.attn2(x, context)
+            if self.compiled:  # both sums and norm3 in one pass
+                n3 = self.norm3
+                x, n = COMPILED_ADD_LAYER_NORM(h, x, n3.weight, n3.bias, n3.eps, cross)
+                del h
+                return self.ff(n) + x
+            x = h + x
+            del h
+            x += cross
+        else:
+            x = h + x
+            del h
+            x = self.attn2(self.norm2(x), context) + x
         return self.ff(self.norm3(x)) + x
 
     def project_reference(self, tokens: torch.Tensor, dtype: torch.dtype) -> ReferenceKV:
@@ -202,6 +217,7 @@ class SpatialTransformer(nn.Module):
         self.proj_out = nn.Conv2d(channels, channels, 1)
 
     row_chunk = 0  # >0: at most this many frames at a time (low-VRAM mode; each frame is independent)
+    compiled = False  # True: the GroupNorm and the reordering into tokens in one pass (MIMOUNet.set_compiled)
 
     def forward(self, x, context, reference=None, record=None):
         rows = self.row_chunk
@@ -214,11 +230,37 @@ class SpatialTransformer(nn.Module):
 
     def _forward(self, x, context, reference=None, record=None, out=None):
         n, c, h, w = x.shape
-        y = token_projection(self.proj_in, self.norm(x).permute(0, 2, 3, 1).reshape(n, h * w, c))
+        if self.compiled:
+            g = self.norm
+            tokens = COMPILED_GROUP_NORM_TOKENS(x, g.num_groups, g.weight, g.bias, g.eps)
+        else:
+            tokens = self.norm(x).permute(0, 2, 3, 1).reshape(n, h * w, c)
+        y = token_projection(self.proj_in, tokens)
+        del tokens
         for block in self.transformer_blocks:
             y = block(y, context, reference, record)
         y = token_projection(self.proj_out, y).view(n, h, w, c).permute(0, 3, 1, 2)
         return torch.add(x, y, out=out)  # x first: the sum keeps x's layout (contiguous)
+
+
+def group_norm_tokens(x, groups: int, weight, bias, eps: float):
+    """GroupNorm of a map [N, C, H, W], as tokens [N, H*W, C] (contiguous); compiled
+    (``COMPILED_GROUP_NORM_TOKENS``), the normalised map is written once, already reordered."""
+    n, c, h, w = x.shape
+    return F.group_norm(x, groups, weight, bias, eps).permute(0, 2, 3, 1).reshape(n, h * w, c)
+
+
+def add_layer_norm(h, x, weight, bias, eps: float, add=None):
+    """(h + x [+ add], LayerNorm of that sum): a residual sum and the norm after it, one pass when
+    compiled (``COMPILED_ADD_LAYER_NORM``)."""
+    x = h + x
+    if add is not None:
+        x = x + add
+    return x, F.layer_norm(x, (x.shape[-1],), weight, bias, eps)
+
+
+COMPILED_GROUP_NORM_TOKENS = CompiledCore(group_norm_tokens)
+COMPILED_ADD_LAYER_NORM = CompiledCore(add_layer_norm)
 
 
 def token_projection(conv: nn.Conv2d, tokens: torch.Tensor) -> torch.Tensor:

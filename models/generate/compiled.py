@@ -1,8 +1,12 @@
 """Optional torch.compile of the denoiser's memory-bound cores (``MIMOUNet.set_compiled``).
 
-Only pure pointwise and normalisation functions are compiled, no convolution or matmul: a resnet's
-GroupNorm+SiLU (the second with the time embedding's add) and a feed-forward's GEGLU gate (GELU and
-the product), each fused into one pass with no intermediate tensor written. One compiled function
+Only pure pointwise and normalisation functions are compiled, no convolution or matmul, each fused
+into one pass with no intermediate tensor written: a resnet's GroupNorm+SiLU (the second with the
+first convolution's bias and the time embedding added before it) and its residual sum with the
+convolutions' biases (the convolutions then run without bias: no pass of their own to add it); a
+feed-forward's GEGLU gate (GELU and the product); a transformer's GroupNorm with the reordering of
+its map into tokens (spatial: pixels, temporal: frames); a residual sum with the LayerNorm after it
+(and the one-token cross-attention's value). One compiled function
 serves every block width (dynamic shapes: a few graphs for the layouts and sizes, not one a block);
 convolutions, matmuls, attention, the reference rows, row and token pieces and the cancel hooks
 between modules stay as they are. Inductor keeps what it compiles on disk, so a later process
@@ -54,6 +58,9 @@ def _dynamo_settings() -> dict:
     return {"cache_size_limit": RECOMPILE_LIMIT}
 
 
+CORES: list["CompiledCore"] = []  # every compiled core, in the order they were made
+
+
 class CompiledCore:
     """``fn`` through ``torch.compile`` (made on first use), and ``fn`` itself once compiling failed."""
 
@@ -61,6 +68,7 @@ class CompiledCore:
         self.fn = fn
         self._compiled = None
         self.compiled_calls = 0  # calls handed to the compiled function (dynamo's counters say what it ran)
+        CORES.append(self)
 
     def __call__(self, *args):
         if not _failure:

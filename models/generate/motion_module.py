@@ -6,9 +6,11 @@ Input and output are [B*F, C, H, W] with frames folded into the batch; attention
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .attention import Attention, GEGLUFeedForward
+from .attention import COMPILED_ADD_LAYER_NORM, Attention, GEGLUFeedForward
+from .compiled import CompiledCore
 
 
 class PositionalEncoding(nn.Module):
@@ -57,7 +59,15 @@ class TemporalTransformerBlock(nn.Module):
         self.ff = GEGLUFeedForward(dim)
         self.ff_norm = nn.LayerNorm(dim)
 
+    compiled = False  # True: each residual sum and the norm after it in one pass (MIMOUNet.set_compiled)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled:
+            n = self.norms[0](x)
+            for i, attention in enumerate(self.attention_blocks):
+                after = self.norms[i + 1] if i + 1 < len(self.norms) else self.ff_norm
+                x, n = COMPILED_ADD_LAYER_NORM(attention(n), x, after.weight, after.bias, after.eps)
+            return self.ff(n) + x
         for attention, norm in zip(self.attention_blocks, self.norms):
             x = attention(norm(x)) + x
         return self.ff(self.ff_norm(x)) + x
@@ -71,16 +81,33 @@ class TemporalTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList([TemporalTransformerBlock(channels, heads, max_len)])
         self.proj_out = nn.Linear(channels, channels)
 
+    compiled = False  # True: the GroupNorm and the reordering into rows of frames in one pass
+
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         # [B*F, C, H, W] -> [B*H*W, F, C] once (one copy in), and back through the residual add.
         n, c, h, w = x.shape
         b = n // frames
-        y = self.norm(x).view(b, frames, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, frames, c)
+        if self.compiled:
+            g = self.norm
+            y = COMPILED_GROUP_NORM_FRAMES(x, frames, g.num_groups, g.weight, g.bias, g.eps)
+        else:
+            y = self.norm(x).view(b, frames, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, frames, c)
         y = self.proj_in(y)
         for block in self.transformer_blocks:
             y = block(y)
         y = self.proj_out(y).view(b, h, w, frames, c).permute(0, 3, 4, 1, 2)
         return (x.view(b, frames, c, h, w) + y).view(n, c, h, w)  # x first: the sum is laid out as x
+
+
+def group_norm_frames(x, frames: int, groups: int, weight, bias, eps: float):
+    """GroupNorm of [B*F, C, H, W] (per frame), as rows of frames [B*H*W, F, C] (contiguous);
+    compiled (``COMPILED_GROUP_NORM_FRAMES``), the normalised map is written once, already reordered."""
+    n, c, h, w = x.shape
+    y = F.group_norm(x, groups, weight, bias, eps)
+    return y.view(n // frames, frames, c, h * w).permute(0, 3, 1, 2).reshape(n // frames * h * w, frames, c)
+
+
+COMPILED_GROUP_NORM_FRAMES = CompiledCore(group_norm_frames)
 
 
 class MotionModule(nn.Module):

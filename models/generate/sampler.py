@@ -72,7 +72,7 @@ class SamplerPlan:
     state_on_device: latents and accumulators on the compute device (else the host, for long videos);
     row_chunk: frames at a time through resnets and spatial attention (0: all); ff_tokens: tokens at
     a time through the feed-forwards, at 320 channels (``MIMOUNet.set_row_chunk``; 0: all); compile:
-    the denoiser's GroupNorm+SiLU and GEGLU through torch.compile (``MIMOUNet.set_compiled``)."""
+    the denoiser's memory-bound steps through torch.compile (``MIMOUNet.set_compiled``)."""
 
     windows_per_forward: int = 1
     sequential_guidance: bool = False

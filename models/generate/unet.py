@@ -92,20 +92,34 @@ class ResnetBlock(nn.Module):
 
     def _forward(self, x: torch.Tensor, t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """t: the projected time embedding of these rows ([1, C]: one for all)."""
+        if self.compiled:  # each norm fused with its SiLU; the convolutions' biases added in those passes
+            return self._forward_compiled(x, t, out)
         if t.shape[0] == 1:  # one timestep: added through conv1's bias, not in a pass of its own over h
             conv1, add = partial(F.conv2d, weight=self.conv1.weight, bias=self.conv1.bias + t[0], padding=1), None
         else:
             conv1, add = self.conv1, t[:, :, None, None]
-        if self.compiled:  # each norm fused with its SiLU, a per-row time embedding's add with the second
-            n1, n2, fused = self.norm1, self.norm2, COMPILED_GROUP_NORM_SILU
-            h = conv1(fused(x, n1.num_groups, n1.weight, n1.bias, n1.eps))
-            h = self.conv2(fused(h, n2.num_groups, n2.weight, n2.bias, n2.eps, add))
-        else:
-            h = conv1(F.silu(self.norm1(x)))
-            if add is not None:
-                h = h + add  # replaces h: one map less alive in the norm
-            h = self.conv2(F.silu(self.norm2(h)))
+        h = conv1(F.silu(self.norm1(x)))
+        if add is not None:
+            h = h + add  # replaces h: one map less alive in the norm
+        h = self.conv2(F.silu(self.norm2(h)))
         return torch.add(self.conv_shortcut(x) if self.conv_shortcut is not None else x, h, out=out)
+
+    def _forward_compiled(self, x: torch.Tensor, t: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        """``_forward`` with the memory-bound steps fused (``COMPILED_*``): the convolutions run without
+        bias, conv1's (with the time embedding) is added in norm2's pass, conv2's and the shortcut's in
+        the residual sum's."""
+        n1, n2 = self.norm1, self.norm2
+        h = F.conv2d(COMPILED_GROUP_NORM_SILU(x, n1.num_groups, n1.weight, n1.bias, n1.eps), self.conv1.weight,
+                     padding=1)
+        bias1 = (self.conv1.bias + t)[:, :, None, None]  # [1 or rows, C, 1, 1]
+        h = F.conv2d(COMPILED_GROUP_NORM_SILU(h, n2.num_groups, n2.weight, n2.bias, n2.eps, bias1), self.conv2.weight,
+                     padding=1)
+        if self.conv_shortcut is not None:
+            shortcut, bias2 = F.conv2d(x, self.conv_shortcut.weight), self.conv2.bias + self.conv_shortcut.bias
+        else:
+            shortcut, bias2 = x, self.conv2.bias
+        result = COMPILED_BIAS_RESIDUAL(shortcut, h, bias2)
+        return result if out is None else out.copy_(result)
 
 
 def group_norm_silu(x, groups: int, weight, bias, eps: float, add=None):
@@ -117,6 +131,14 @@ def group_norm_silu(x, groups: int, weight, bias, eps: float, add=None):
 
 
 COMPILED_GROUP_NORM_SILU = CompiledCore(group_norm_silu)
+
+
+def bias_residual(shortcut, h, bias):
+    """shortcut + h + bias (per channel): a resnet's output, for ``COMPILED_BIAS_RESIDUAL``."""
+    return shortcut + h + bias[:, None, None]
+
+
+COMPILED_BIAS_RESIDUAL = CompiledCore(bias_residual)
 
 
 class Downsample(nn.Module):
@@ -259,10 +281,11 @@ class MIMOUNet(nn.Module):
                 m.token_chunk = int(ff_tokens)
 
     def set_compiled(self, on: bool) -> None:
-        """Run every resnet block and feed-forward through torch.compile (``compiled.py``; compiled on the
-        first forward, then reused) or not. The output is the same up to float rounding."""
+        """Run the memory-bound steps of every resnet, transformer and feed-forward through torch.compile
+        (``compiled.py``; compiled on the first forward, then reused) or not. The output is the same up
+        to float rounding."""
         for m in self.modules():
-            if isinstance(m, (ResnetBlock, GEGLUFeedForward)):
+            if hasattr(m, "compiled"):
                 m.compiled = bool(on)
 
     def transformer_blocks(self) -> dict[str, nn.Module]:
