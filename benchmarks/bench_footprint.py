@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -40,9 +41,9 @@ def _off_device(module: torch.nn.Module) -> None:
 
 
 def ours(width: int, height: int, frames: int, memory: str, dtype: torch.dtype, cfg: float, free_gib: float,
-         context_frames: int = 24, overlap: int = 4) -> dict:
+         context_frames: int = 24, overlap: int = 4, compile: bool = False) -> dict:
     load_pack()
-    from mimo_pack.models.generate import memory_modes, pipeline, sampler
+    from mimo_pack.models.generate import compiled, memory_modes, pipeline, sampler
 
     from .bench_sampler import full_size_networks
 
@@ -65,14 +66,18 @@ def ours(width: int, height: int, frames: int, memory: str, dtype: torch.dtype, 
         if mode == "low":
             for m in (models.reference_unet, models.image_encoder, models.vae):
                 _off_device(m)
+        plan.compile = compile
         mem.reset_peak()
         resident = mem.now
         step = _stepper(sampler, models, identity, scene, motion, plan, cfg, context_frames, overlap)
-        with footprint.flop_counter() as flops, footprint.Transfers() as first, footprint.AttentionWork() as attention:
-            step()
-        with footprint.Transfers() as later, footprint.Traffic() as traffic:  # each later step (caches filled)
-            step()
-        return {"impl": "ours", "width": width, "height": height, "frames": frames, "memory": mode,
+        traffic = footprint.Traffic()
+        # compiled cores (plan.compile) run as written, counted as the one kernel torch.compile makes of each
+        with mock.patch.object(compiled.CompiledCore, "__call__", lambda core, *args: traffic.fused(core.fn, *args)):
+            with footprint.flop_counter() as flops, footprint.Transfers() as first, footprint.AttentionWork() as attention:
+                step()
+            with footprint.Transfers() as later, traffic:  # each later step (caches filled)
+                step()
+        return {"impl": "ours", "width": width, "height": height, "frames": frames, "memory": mode, "compile": compile,
                 "dtype": str(dtype).replace("torch.", ""), "cfg": cfg, "plan": vars(plan),
                 "weights_gib": footprint.gib(weights), "encode_peak_gib": footprint.gib(encode_peak),
                 "step_peak_gib": footprint.gib(mem.peak), "denoiser_weights_gib": footprint.gib(denoiser_bytes),
@@ -98,6 +103,7 @@ def _stepper(sampler, models, identity, scene, motion, plan, cfg, context_frames
     latents = torch.zeros(frames, 4, h, w, device=state)
     prediction = torch.zeros_like(latents)
     models.denoiser.set_row_chunk(plan.row_chunk, plan.ff_tokens)
+    models.denoiser.set_compiled(plan.compile)
     groups = sampler.window_groups(windows, plan.windows_per_forward)
     t = torch.tensor(999, device=state)
 
@@ -127,12 +133,15 @@ def main(argv=None) -> list[dict]:
     p.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")
     p.add_argument("--cfg", type=float, default=3.5)
     p.add_argument("--free-gib", type=float, default=80.0)
+    p.add_argument("--compile", action="store_true",
+                   help="the sampler's compile option: each compiled function counted as one fused kernel")
     p.add_argument("--official", type=Path, default=None,
                    help="the official pipeline's folder (e.g. ../shared/official_mimo)")
     args = p.parse_args(argv)
     results = []
     for mode in args.memory:
-        results.append(ours(args.width, args.height, args.frames, mode, DTYPES[args.dtype], args.cfg, args.free_gib))
+        results.append(ours(args.width, args.height, args.frames, mode, DTYPES[args.dtype], args.cfg, args.free_gib,
+                            compile=args.compile))
         print(json.dumps(results[-1]), flush=True)
     if args.official is not None:
         theirs = official(args.official, args.width, args.height, args.frames, args.cfg)

@@ -80,18 +80,48 @@ class Transfers(TorchDispatchMode):
 class Traffic(TorchDispatchMode):
     """Bytes read and written by the memory-bound ops (everything but matmuls, convolutions and
     attention), by kind: ``layout`` (same-dtype copies that change the layout: permute + contiguous),
-    ``casts``, ``cat``, ``norms`` (GroupNorm, LayerNorm), ``pointwise`` (the rest). On a GPU these
+    ``casts``, ``cat``, ``norms`` (GroupNorm, LayerNorm), ``pointwise`` (the rest), ``conv_bias``
+    (a convolution's bias, which PyTorch adds after cuDNN's convolution in a pass of its own) and
+    ``fused`` (functions counted as one kernel: ``fused``). On a GPU these
     run at memory speed, so their bytes bound their time; ``mixed_layouts`` counts pointwise ops whose
     same-shaped inputs are laid out differently (strided kernels, not vectorised ones)."""
 
     COMPUTE = ("mm", "addmm", "bmm", "baddbmm", "convolution", "_scaled_dot_product")
-    KINDS = ("layout", "casts", "cat", "norms", "pointwise")
+    KINDS = ("layout", "casts", "cat", "norms", "pointwise", "conv_bias", "fused")
 
     def __init__(self):
         super().__init__()
         self.bytes = dict.fromkeys(self.KINDS, 0)
         self.mixed_layouts = 0
         self.top: dict[tuple, int] = {}
+        self.paused = 0
+        self.active = False
+
+    def __enter__(self):
+        self.active = True
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        self.active = False
+        return super().__exit__(*exc)
+
+    def fused(self, fn, *args):
+        """``fn(*args)`` counted as one fused kernel (kind ``fused``): its tensor arguments read once,
+        its outputs written once, nothing in between (what torch.compile makes of a pointwise and
+        normalisation function); uncounted while this counter is not on."""
+        if not self.active:
+            return fn(*args)
+        self.paused += 1
+        try:
+            out = fn(*args)
+        finally:
+            self.paused -= 1
+        tensors = [t for t in tree_flatten((args, out))[0] if isinstance(t, torch.Tensor) and t.device.type == "cuda"]
+        moved = sum(self._nbytes(t) for t in tensors)
+        self.bytes["fused"] += moved
+        key = ("fused", getattr(fn, "__name__", "fn"), tuple(tree_flatten(out)[0][0].shape))
+        self.top[key] = self.top.get(key, 0) + moved
+        return out
 
     @staticmethod
     def _nbytes(t: torch.Tensor) -> int:
@@ -109,6 +139,12 @@ class Traffic(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         name = func.overloadpacket.__name__
+        if self.paused:
+            return out
+        if name == "convolution" and args[2] is not None and out.device.type == "cuda":
+            # cuDNN convolves without the bias; PyTorch then adds it in a pass of its own (in place)
+            self.bytes["conv_bias"] += 2 * self._nbytes(out)
+            return out
         if name.startswith(self.COMPUTE) or "empty" in name:  # empty*: an allocation, nothing moves
             return out
         ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor) and t.device.type == "cuda"]
@@ -116,7 +152,11 @@ class Traffic(TorchDispatchMode):
         if not outs:
             return out
         moved = sum(self._nbytes(t) for t in ins)
-        if not name.endswith("_"):  # in place (copy_, add_, index_add_): the output is an input
+        if name == "copy_":  # the destination is written, not read: counted once, as an input
+            pass
+        elif name.endswith("_"):  # in place (add_, gelu_, ...): the output, an input, is also written
+            moved += sum(self._nbytes(t) for t in outs)
+        else:
             in_storages = {t.untyped_storage()._cdata for t in ins}
             if all(t.untyped_storage()._cdata in in_storages for t in outs):
                 return out  # a view: nothing moves

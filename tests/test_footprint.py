@@ -55,15 +55,28 @@ def test_traffic_counts_what_memory_bound_ops_move_by_kind():
         x.transpose(1, 2)[:, :3].unsqueeze(0)  # views: nothing moves
         x.transpose(1, 2).contiguous()  # a layout copy: 4 MiB read, 4 written
         x.float()  # a cast: 4 read, 8 written
-        x.add_(1)  # in place: 4 MiB (counted once)
+        x.add_(1)  # in place: 4 MiB read, 4 written
         y = x * 2  # 4 read, 4 written
+        y.copy_(x)  # 4 read, 4 written (the destination is not read)
         torch.cat([x, y])  # 8 read, 8 written
         x @ x.transpose(1, 2)  # a matrix product: compute, not counted
         torch.nn.functional.layer_norm(x, (128,))  # 4 read, 4 written (and its small statistics)
+        w = torch.empty(32, 128, 3, 3, device="cuda", dtype=torch.float16)
+        torch.nn.functional.conv2d(x[:, :128].unflatten(1, (128, 1)).expand(-1, -1, 4, -1)[:1], w, w[:, 0, 0, 0])
+        # ^ a convolution with a bias: compute, then its bias added in place over the [1, 32, 2, 126] output
     mib = {k: v / 2**20 for k, v in traffic.bytes.items()}
-    assert mib["layout"] == 8 and mib["casts"] == 12 and mib["cat"] == 16 and mib["pointwise"] == 4 + 8
+    assert mib["layout"] == 8 + 8 and mib["casts"] == 12 and mib["cat"] == 16 and mib["pointwise"] == 8 + 8
     assert mib["norms"] == 8 + 2 * 64 * 256 * 4 / 2**20  # and its float32 mean and rstd
+    assert mib["conv_bias"] == 2 * 32 * 2 * 126 * 2 / 2**20 and mib["fused"] == 0
     assert traffic.mixed_layouts == 0
+    fused = footprint.Traffic()
+    with footprint.fake_cuda():
+        a = torch.empty(1024, 1024, device="cuda", dtype=torch.float16)  # 2 MiB
+        b = a * 2  # before the counter is on: not counted
+        with fused:
+            out = fused.fused(lambda u, v: (u * 2 + v).relu(), a, b)  # 2 read twice, 2 written, nothing between
+        fused.fused(torch.add, a, b)  # the counter is off: runs, not counted
+    assert out.shape == a.shape and fused.bytes == {**dict.fromkeys(fused.KINDS, 0), "fused": 6 * 2**20}
     with footprint.fake_cuda(), footprint.Traffic() as mixed:
         a = torch.empty(8, 16, 32, 32, device="cuda", dtype=torch.float16)
         a + a.contiguous(memory_format=torch.channels_last)  # same shape, different layouts
