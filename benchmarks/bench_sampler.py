@@ -12,6 +12,7 @@ tiny test architecture (scaling runs on a CPU). For comparison, the official pip
 """
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -91,6 +92,9 @@ def main(argv=None) -> dict | list[dict]:
     p.add_argument("--profile", action="store_true",
                    help="profile the second step: its kernel time by kind, the largest kernels, and the aten ops "
                         "by input shape with the memory speed each reached (torch.profiler)")
+    p.add_argument("--sdpa", nargs="+", choices=SDPA_BACKENDS, default=["default"],
+                   help="attention back ends to run each run with, one line each (default: the one PyTorch "
+                        "picks); a back end that cannot run these shapes is reported, not fatal")
     args = p.parse_args(argv)
     load_pack()
     from mimo_pack.models.generate.loading import DTYPES
@@ -100,9 +104,33 @@ def main(argv=None) -> dict | list[dict]:
     runs = args.runs or [(args.width, args.height, args.frames, args.memory)]
     results = []
     for width, height, frames, memory in runs:
-        results.append(run_once(models, args, device, dtype, width, height, frames, memory))
-        print(json.dumps(results[-1]), flush=True)
-    return results if args.runs else results[0]
+        for backend in args.sdpa:
+            try:
+                with attention_backend(backend):
+                    result = run_once(models, args, device, dtype, width, height, frames, memory)
+            except RuntimeError as error:  # e.g. "No available kernel" for a forced back end
+                if backend == "default":
+                    raise
+                result = {"width": width, "height": height, "frames": frames, "memory": memory,
+                          "failed": f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"}
+            if len(args.sdpa) > 1 or backend != "default":
+                result["sdpa"] = backend
+            results.append(result)
+            print(json.dumps(results[-1]), flush=True)
+    return results if args.runs or len(args.sdpa) > 1 else results[0]
+
+
+SDPA_BACKENDS = ("default", "cudnn", "flash", "efficient", "math")
+
+
+def attention_backend(name: str):
+    """A context running every scaled_dot_product_attention on one back end ("default": PyTorch's pick)."""
+    if name == "default":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([{"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+                         "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[name]])
 
 
 def run_once(models, args, device, dtype, width: int, height: int, frames: int, memory: str) -> dict:

@@ -145,9 +145,14 @@ part_profile() {
         --steps 3 --memory fast --no-decode --profile
 }
 # 8. the hot layers one at a time, in the variants worth choosing between (attention back ends,
-#    layouts, GroupNorm+SiLU eager or compiled, the GEGLU gate before and after its rewrite)
+#    layouts, GroupNorm+SiLU eager or compiled, the GEGLU gate before and after its rewrite), then
+#    whole fast steps with each attention back end forced (one process)
 part_kernels() {
-    $PY -m benchmarks.bench_kernels $([ $CPU = 1 ] && echo --cpu)
+    local failed=0
+    run $PY -m benchmarks.bench_kernels $([ $CPU = 1 ] && echo --cpu)
+    run $PY -m benchmarks.bench_sampler $TINY --device $DEV --dtype $DT --steps 3 --no-decode \
+        --runs "${S}x${S}x24:fast" --sdpa $([ $CPU = 1 ] && echo flash math || echo cudnn flash efficient)
+    return $failed
 }
 # 9. torch.compile (the memory-bound steps): fast mode at the first size (compiled in its first step;
 #    step_s_median is the compiled speed), then the precision bound with ours compiled

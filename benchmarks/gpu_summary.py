@@ -27,6 +27,7 @@ def _records(path: Path) -> list[dict]:
 
 def _sampler(r: dict) -> str:
     compiled = ", compiled" if r.get("compiled") else ""
+    compiled += f", attention {r['sdpa']}" if "sdpa" in r else ""
     return (f"ours {r['width']}x{r['height']}x{r['frames']} {r['memory']}{compiled} {r['dtype']}: "
             f"{r['step_s_median']} s/step, first step {r['first_step_s']} s, peak {r['peak_gib']} GiB")
 
@@ -66,6 +67,8 @@ def line_of(r: dict) -> str | None:
     if "scaling" in r:
         return (f"long videos {r['scaling']}: s/frame ratio {r['s_per_frame_step_ratio']} (1 = linear), "
                 f"peak ratio {r['peak_gib_ratio']} (1 = flat)")
+    if "memory" in r and "failed" in r:
+        return f"ours {r['width']}x{r['height']}x{r['frames']} {r['memory']}, attention {r.get('sdpa')}: {r['failed']}"
     if "memory" in r and "step_s_median" in r:
         text = _sampler(r)
         profile = r.get("profile")

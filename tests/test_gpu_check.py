@@ -83,11 +83,13 @@ def test_the_kernel_variants_each_print_a_time_or_why_not():
     out = _gpu_check("--cpu", "--only", "kernels")
     lines = _figures(out)
     assert out.returncode == 0, out.stdout + out.stderr
-    layers = {r["layer"]: r for r in lines}
+    steps = [r for r in lines if "sdpa" in r]  # whole steps with each attention back end forced
+    assert [r["sdpa"] for r in steps] == ["flash", "math"] and all(r["step_s_median"] > 0 for r in steps), steps
+    layers = {r["layer"]: r for r in lines if "layer" in r}
     assert set(layers) == {"attention_320_reference_rows", "attention_320_plain_rows", "attention_320_temporal",
                            "group_norm_silu_320", "conv3x3_320", "residual_add_320", "geglu_320"}
     assert all(isinstance(v, float) and v > 0 or str(v).startswith("failed: ")
-               for r in lines for k, v in r.items() if k != "layer")
+               for r in layers.values() for k, v in r.items() if k != "layer")
     assert isinstance(layers["attention_320_plain_rows"]["default"], float)  # the CPU's own kernel runs
     assert isinstance(layers["geglu_320"]["two_projections_in_place"], float)
 
@@ -158,6 +160,7 @@ def test_the_summary_has_a_line_for_each_figure(tmp_path, capsys):
         {"check": "interrupt", "server": "lowvram", "stopped_after_s": 0.05, "next_run_ok": True,
          "vram_free_drift_mib": 0.0, "ok": True},
         {"scaling": "100 -> 1000 frames", "s_per_frame_step_ratio": 0.98, "peak_gib_ratio": 1.0},
+        {"width": 784, "height": 784, "frames": 24, "memory": "fast", "sdpa": "flash", "failed": "RuntimeError: x"},
         {"check": "part", "part": "long", "s": 200, "ok": False, "timed_out": True},
         {"check": "something_new", "value": 1},
         {"unrelated": True},
@@ -177,6 +180,7 @@ def test_the_summary_has_a_line_for_each_figure(tmp_path, capsys):
         "(within: True), ours bf16 0.04/0.003 (within: False)",
         "ComfyUI lowvram: Cancel stopped the run in 0.05 s, next run ok: True, free memory drift 0.0 MiB, ok: True",
         "long videos 100 -> 1000 frames: s/frame ratio 0.98 (1 = linear), peak ratio 1.0 (1 = flat)",
+        "ours 784x784x24 fast, attention flash: RuntimeError: x",
         "part long: 200 s STOPPED at the budget, a figure failed",
         'something_new: {"check": "something_new", "value": 1}',
     ]
