@@ -15,15 +15,20 @@ bit_identical (torch.equal with the local result).
 CPU workers run ``--threads`` torch threads each (default 1, and the local loop the same), so on a
 machine with fewer cores than workers they share cores: the speedup then says nothing and the
 overhead figures are what to read. Workers on CUDA devices run with torch's default threads.
+Intel MKL runs in its reproducible mode here and in the workers (``MKL_CBWR=AUTO,STRICT`` unless set):
+without it MKL may round the same CPU product differently in two processes (README, "Several GPUs").
 """
 
 import argparse
 import json
+import os
 import statistics
 import time
 
-import numpy as np
-import torch
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")  # before torch makes its first MKL call
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from . import load_pack
 

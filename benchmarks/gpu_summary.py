@@ -5,7 +5,8 @@ a command's output, so the check prints this last; the full lines stay in the lo
 
 Reads the JSON lines the check's parts print and writes one text line per figure: the speed-up over
 the official pipeline, each sampler run (s/step, first step, peak), parity and the fp16/bf16 bound,
-ComfyUI, the rasterizer, the long runs, the profile's kinds, and the seconds each part took.
+ComfyUI, the rasterizer, the long runs, the profile's kinds and slowest ops, the layer variants,
+the window-parallel runs, and the seconds each part took.
 """
 
 import json
@@ -85,6 +86,9 @@ def line_of(r: dict) -> str | None:
                 f"mean abs {r['mean_abs']:.3g}")
     if "frames_per_second" in r:
         return f"rasterizer {r['width']}x{r['height']} {r['backend']} on {r['device']}: {r['frames_per_second']} frames/s"
+    if "bit_identical" in r:
+        return (f"window-parallel {r['workers']} workers ({','.join(r['devices'])}), {r['windows']} windows: speed-up "
+                f"{r['speedup']}, overhead {r['overhead_ms_per_step']} ms a step, same bits: {r['bit_identical']}")
     if "layer" in r:
         times = ", ".join(f"{k} {v}" for k, v in r.items() if k != "layer" and isinstance(v, float))
         return f"kernel {r['layer']} (ms): {times}"

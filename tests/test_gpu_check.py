@@ -161,6 +161,8 @@ def test_the_summary_has_a_line_for_each_figure(tmp_path, capsys):
          "vram_free_drift_mib": 0.0, "ok": True},
         {"scaling": "100 -> 1000 frames", "s_per_frame_step_ratio": 0.98, "peak_gib_ratio": 1.0},
         {"width": 784, "height": 784, "frames": 24, "memory": "fast", "sdpa": "flash", "failed": "RuntimeError: x"},
+        {"workers": 2, "devices": ["cuda:0", "cuda:1"], "windows": 4, "speedup": 1.9, "overhead_ms_per_step": 7.5,
+         "bit_identical": True},
         {"check": "part", "part": "long", "s": 200, "ok": False, "timed_out": True},
         {"check": "something_new", "value": 1},
         {"unrelated": True},
@@ -181,6 +183,7 @@ def test_the_summary_has_a_line_for_each_figure(tmp_path, capsys):
         "ComfyUI lowvram: Cancel stopped the run in 0.05 s, next run ok: True, free memory drift 0.0 MiB, ok: True",
         "long videos 100 -> 1000 frames: s/frame ratio 0.98 (1 = linear), peak ratio 1.0 (1 = flat)",
         "ours 784x784x24 fast, attention flash: RuntimeError: x",
+        "window-parallel 2 workers (cuda:0,cuda:1), 4 windows: speed-up 1.9, overhead 7.5 ms a step, same bits: True",
         "part long: 200 s STOPPED at the budget, a figure failed",
         'something_new: {"check": "something_new", "value": 1}',
     ]
