@@ -18,7 +18,7 @@
 # `bash devtools/stage_device.sh` stages its wheel in .wheels/, installed into .gpu-check-site/ first,
 # the official folder in .official/, the parity cases in .parity/ and .parity-a/ (GPU_CHECK_PARITY=
 # ".parity .parity-a": folders of cases, space-separated; default $MIMO_PARITY_DIR), and ComfyUI
-# with the wheels it needs in .comfy/, unpacked and installed there; it prints the two calls to make).
+# with the wheels it needs in .comfy/, unpacked and installed there; it prints the three calls to make).
 # OFFICIAL=path of the official pipeline folder (default ../shared/official_mimo or .official).
 set -uo pipefail
 cd "$(dirname "$0")/.."
