@@ -230,11 +230,8 @@ class SpatialTransformer(nn.Module):
 
     def _forward(self, x, context, reference=None, record=None, out=None):
         n, c, h, w = x.shape
-        if self.compiled:
-            g = self.norm
-            tokens = COMPILED_GROUP_NORM_TOKENS(x, g.num_groups, g.weight, g.bias, g.eps)
-        else:
-            tokens = self.norm(x).permute(0, 2, 3, 1).reshape(n, h * w, c)
+        g, norm = self.norm, COMPILED_GROUP_NORM_TOKENS if self.compiled else group_norm_tokens
+        tokens = norm(x, g.num_groups, g.weight, g.bias, g.eps)
         y = token_projection(self.proj_in, tokens)
         del tokens
         for block in self.transformer_blocks:

@@ -87,12 +87,8 @@ class TemporalTransformer(nn.Module):
         # [B*F, C, H, W] -> [B*H*W, F, C] once (one copy in), and back through the residual add.
         n, c, h, w = x.shape
         b = n // frames
-        if self.compiled:
-            g = self.norm
-            y = COMPILED_GROUP_NORM_FRAMES(x, frames, g.num_groups, g.weight, g.bias, g.eps)
-        else:
-            y = self.norm(x).view(b, frames, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, frames, c)
-        y = self.proj_in(y)
+        g, norm = self.norm, COMPILED_GROUP_NORM_FRAMES if self.compiled else group_norm_frames
+        y = self.proj_in(norm(x, frames, g.num_groups, g.weight, g.bias, g.eps))
         for block in self.transformer_blocks:
             y = block(y)
         y = self.proj_out(y).view(b, h, w, frames, c).permute(0, 3, 4, 1, 2)
