@@ -10,6 +10,7 @@ temporal attention (24 frames), GroupNorm+SiLU, a 3x3 convolution, the GEGLU fee
 """
 
 import argparse
+import contextlib
 import json
 import statistics
 import time
@@ -51,19 +52,29 @@ def variants(name: str, cases: dict, device: torch.device, repeats: int) -> dict
     return result
 
 
-def attention_cases(q, k, v) -> dict:
+SDPA_BACKENDS = ("default", "cudnn", "flash", "efficient", "math")
+
+
+def attention_backend(name: str):
+    """A context running every scaled_dot_product_attention on one back end ("default": PyTorch's pick)."""
+    if name == "default":
+        return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    def with_backend(backend):
+    return sdpa_kernel([{"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
+                         "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[name]])
+
+
+def attention_cases(q, k, v) -> dict:
+    def with_backend(name):
         def run():
-            with sdpa_kernel([backend]):
+            with attention_backend(name):
                 F.scaled_dot_product_attention(q, k, v)
         return run
 
     cases = {"default": lambda: F.scaled_dot_product_attention(q, k, v)}
-    for backend in ("CUDNN_ATTENTION", "FLASH_ATTENTION", "EFFICIENT_ATTENTION"):
-        if hasattr(SDPBackend, backend):
-            cases[backend.lower()] = with_backend(getattr(SDPBackend, backend))
+    for name in ("cudnn", "flash", "efficient"):
+        cases[f"{name}_attention"] = with_backend(name)
     return cases
 
 

@@ -12,7 +12,6 @@ tiny test architecture (scaling runs on a CPU). For comparison, the official pip
 """
 
 import argparse
-import contextlib
 import json
 import math
 import re
@@ -24,6 +23,7 @@ import numpy as np
 import torch
 
 from . import load_pack
+from .bench_kernels import SDPA_BACKENDS, attention_backend
 
 
 def build_tiny_models(device: torch.device, dtype: torch.dtype):
@@ -118,19 +118,6 @@ def main(argv=None) -> dict | list[dict]:
             results.append(result)
             print(json.dumps(results[-1]), flush=True)
     return results if args.runs or len(args.sdpa) > 1 else results[0]
-
-
-SDPA_BACKENDS = ("default", "cudnn", "flash", "efficient", "math")
-
-
-def attention_backend(name: str):
-    """A context running every scaled_dot_product_attention on one back end ("default": PyTorch's pick)."""
-    if name == "default":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([{"cudnn": SDPBackend.CUDNN_ATTENTION, "flash": SDPBackend.FLASH_ATTENTION,
-                         "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}[name]])
 
 
 def run_once(models, args, device, dtype, width: int, height: int, frames: int, memory: str) -> dict:
