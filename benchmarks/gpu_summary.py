@@ -27,9 +27,8 @@ def _records(path: Path) -> list[dict]:
 
 
 def _sampler(r: dict) -> str:
-    compiled = ", compiled" if r.get("compiled") else ""
-    compiled += f", attention {r['sdpa']}" if "sdpa" in r else ""
-    return (f"ours {r['width']}x{r['height']}x{r['frames']} {r['memory']}{compiled} {r['dtype']}: "
+    how = (", compiled" if r.get("compiled") else "") + (f", attention {r['sdpa']}" if "sdpa" in r else "")
+    return (f"ours {r['width']}x{r['height']}x{r['frames']} {r['memory']}{how} {r['dtype']}: "
             f"{r['step_s_median']} s/step, first step {r['first_step_s']} s, peak {r['peak_gib']} GiB")
 
 
