@@ -78,22 +78,24 @@ class ResnetBlock(nn.Module):
         self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
     row_chunk = 0  # >0: at most this many frames at a time (low-VRAM mode; each frame is independent)
-    compiled = False  # True: both GroupNorm+SiLU run fused through torch.compile (MIMOUNet.set_compiled)
+    compiled = False  # True: the memory-bound steps run fused through torch.compile (MIMOUNet.set_compiled)
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         # temb: [B*F, C] already passed through SiLU, or [1, C] when every row has the same timestep.
         t = self.time_emb_proj(temb)  # once for every piece below
+        run = self._forward
+        if self.compiled:  # each norm fused with its SiLU, the convolutions' biases (summed once) in those passes
+            bias2 = self.conv2.bias if self.conv_shortcut is None else self.conv2.bias + self.conv_shortcut.bias
+            t, run = self.conv1.bias + t, partial(self._forward_compiled, bias2=bias2)
         if 0 < self.row_chunk < x.shape[0]:  # each piece writes into its rows of the result: no cat
             rows, out = self.row_chunk, x.new_empty((x.shape[0], self.conv2.out_channels, *x.shape[2:]))
             for i in range(0, x.shape[0], rows):
-                self._forward(x[i:i + rows], t if t.shape[0] == 1 else t[i:i + rows], out=out[i:i + rows])
+                run(x[i:i + rows], t if t.shape[0] == 1 else t[i:i + rows], out=out[i:i + rows])
             return out
-        return self._forward(x, t)
+        return run(x, t)
 
     def _forward(self, x: torch.Tensor, t: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """t: the projected time embedding of these rows ([1, C]: one for all)."""
-        if self.compiled:  # each norm fused with its SiLU; the convolutions' biases added in those passes
-            return self._forward_compiled(x, t, out)
         if t.shape[0] == 1:  # one timestep: added through conv1's bias, not in a pass of its own over h
             conv1, add = partial(F.conv2d, weight=self.conv1.weight, bias=self.conv1.bias + t[0], padding=1), None
         else:
@@ -104,22 +106,19 @@ class ResnetBlock(nn.Module):
         h = self.conv2(F.silu(self.norm2(h)))
         return torch.add(self.conv_shortcut(x) if self.conv_shortcut is not None else x, h, out=out)
 
-    def _forward_compiled(self, x: torch.Tensor, t: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    def _forward_compiled(self, x: torch.Tensor, bias1: torch.Tensor, out: torch.Tensor | None = None, *,
+                          bias2: torch.Tensor) -> torch.Tensor:
         """``_forward`` with the memory-bound steps fused (``COMPILED_*``): the convolutions run without
-        bias, conv1's (with the time embedding) is added in norm2's pass, conv2's and the shortcut's in
-        the residual sum's."""
+        bias; bias1 (conv1's bias plus these rows' time embedding, [1 or rows, C]) is added in norm2's
+        pass, bias2 (conv2's, plus the shortcut's) in the residual sum's."""
         n1, n2 = self.norm1, self.norm2
         h = F.conv2d(COMPILED_GROUP_NORM_SILU(x, n1.num_groups, n1.weight, n1.bias, n1.eps), self.conv1.weight,
                      padding=1)
-        bias1 = (self.conv1.bias + t)[:, :, None, None]  # [1 or rows, C, 1, 1]
-        h = F.conv2d(COMPILED_GROUP_NORM_SILU(h, n2.num_groups, n2.weight, n2.bias, n2.eps, bias1), self.conv2.weight,
-                     padding=1)
-        if self.conv_shortcut is not None:
-            shortcut, bias2 = F.conv2d(x, self.conv_shortcut.weight), self.conv2.bias + self.conv_shortcut.bias
-        else:
-            shortcut, bias2 = x, self.conv2.bias
+        h = F.conv2d(COMPILED_GROUP_NORM_SILU(h, n2.num_groups, n2.weight, n2.bias, n2.eps, bias1[:, :, None, None]),
+                     self.conv2.weight, padding=1)
+        shortcut = x if self.conv_shortcut is None else F.conv2d(x, self.conv_shortcut.weight)
         result = COMPILED_BIAS_RESIDUAL(shortcut, h, bias2)
-        return result if out is None else out.copy_(result)
+        return result if out is None else out.copy_(result)  # low mode's pieces: one copy into their rows
 
 
 def group_norm_silu(x, groups: int, weight, bias, eps: float, add=None):
