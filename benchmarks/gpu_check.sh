@@ -103,10 +103,8 @@ part_official() {
 }
 # 2. fast and low-VRAM modes, each size (one process)
 part_modes() {
-    local failed=0
-    run $PY -m benchmarks.bench_sampler $TINY --device $DEV --dtype $DT --steps $STEPS --no-decode \
+    $PY -m benchmarks.bench_sampler $TINY --device $DEV --dtype $DT --steps $STEPS --no-decode \
         --runs $(for s in $SIZES; do for m in fast low; do echo "${s}x${s}x24:$m"; done; done)
-    return $failed
 }
 # 3. parity cases on the device: fp32 within the bound; then ours in fp16/bf16 against ours in fp32,
 #    beside the official fp16 against the official fp32, same inputs, same device (precision_bound)
